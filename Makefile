@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# Vireo: out-of-tree build of vireo.ko, vireo-vmx.ko and vireo-svm.ko,
+# plus the selftests, the checks and the test hosts.
+#
+#   make                  build the modules (KDIR= picks the kernel)
+#   make selftests        build the static selftest binaries
+#   make check            sparse, W=1 and checkpatch, for 6.1 and 6.12
+#   make test-svm         run the selftests in the QEMU/AMD-V test host
+#   make test-vmx         run the selftests in the Bochs/VT-x test host
+#   make test             all of the above
+#   make run              boot the SVM test host and run a guest in it
+#   make install          modules_install into extra/ and depmod
+
+ifneq ($(KERNELRELEASE),)
+include $(src)/Kbuild
+else
+
+KDIR ?= $(shell $(CURDIR)/scripts/kdir)
+PWD := $(CURDIR)
+
+.PHONY: all modules selftests check test test-svm test-vmx run install \
+	clean help
+
+all: modules
+
+modules:
+	$(MAKE) -C $(KDIR) M=$(PWD) modules
+
+selftests:
+	$(MAKE) -C selftests
+
+check:
+	scripts/check
+
+test-svm: selftests
+	scripts/testhost --vendor svm
+
+test-vmx: selftests
+	scripts/testhost --vendor vmx
+
+test:
+	scripts/test-all
+
+run: selftests
+	scripts/testhost --vendor svm --phases run
+
+install:
+	$(MAKE) -C $(KDIR) M=$(PWD) INSTALL_MOD_DIR=extra modules_install
+	depmod -a $(shell $(MAKE) -s -C $(KDIR) kernelrelease 2>/dev/null)
+
+clean:
+	$(MAKE) -C $(KDIR) M=$(PWD) clean
+	$(MAKE) -C selftests clean
+	rm -rf build
+
+help:
+	@sed -n '2,14p' Makefile
+
+endif

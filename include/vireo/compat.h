@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Every difference between the kernels Vireo builds against (Debian's 6.1
+ * and 6.12) lives in this one header.
+ */
+#ifndef _VIREO_COMPAT_H
+#define _VIREO_COMPAT_H
+
+#include <linux/version.h>
+#include <linux/mm.h>
+#include <linux/syscore_ops.h>
+
+/* vm_flags became read-only behind accessors in 6.3. */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 3, 0)
+static inline void vireo_vm_flags_set(struct vm_area_struct *vma,
+				      unsigned long flags)
+{
+	vma->vm_flags |= flags;
+}
+#else
+static inline void vireo_vm_flags_set(struct vm_area_struct *vma,
+				      unsigned long flags)
+{
+	vm_flags_set(vma, flags);
+}
+#endif
+
+/*
+ * Syscore callbacks gained a data pointer and a struct syscore to hang
+ * them on (upstream 6.18, backported into Debian's 6.12.y).  Kbuild
+ * defines VIREO_SYSCORE_HAS_DATA when the headers have register_syscore().
+ */
+#ifdef VIREO_SYSCORE_HAS_DATA
+#define VIREO_SYSCORE_ARGS void *data
+struct vireo_syscore {
+	struct syscore_ops ops;
+	struct syscore core;
+};
+
+static inline void vireo_register_syscore(struct vireo_syscore *s)
+{
+	s->core.ops = &s->ops;
+	register_syscore(&s->core);
+}
+
+static inline void vireo_unregister_syscore(struct vireo_syscore *s)
+{
+	unregister_syscore(&s->core);
+}
+#else
+#define VIREO_SYSCORE_ARGS void
+struct vireo_syscore {
+	struct syscore_ops ops;
+};
+
+static inline void vireo_register_syscore(struct vireo_syscore *s)
+{
+	register_syscore_ops(&s->ops);
+}
+
+static inline void vireo_unregister_syscore(struct vireo_syscore *s)
+{
+	unregister_syscore_ops(&s->ops);
+}
+#endif
+
+#endif /* _VIREO_COMPAT_H */

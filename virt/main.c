@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vireo.ko: the /dev/vireo character device and the registry of the
+ * vendor backend that does the hardware work.
+ */
+#define pr_fmt(fmt) "vireo: " fmt
+
+#include <linux/fs.h>
+#include <linux/kvm.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/vireo.h>
+
+#include <vireo/core.h>
+
+static DEFINE_MUTEX(backend_lock);
+static const struct vireo_backend *backend;
+
+static const struct file_operations probe_fops = {
+	.owner = THIS_MODULE,
+};
+
+static bool other_hypervisor_loaded(void)
+{
+	/*
+	 * KVM registers /dev/kvm at the fixed misc minor KVM_MINOR when a
+	 * vendor module (kvm-intel, kvm-amd) loads.  Claiming that minor
+	 * for an instant tells whether it is taken, without touching any
+	 * of KVM's symbols.
+	 */
+	struct miscdevice probe = {
+		.minor = KVM_MINOR,
+		.name = "vireo-kvm-probe",
+		.fops = &probe_fops,
+	};
+
+	if (misc_register(&probe))
+		return true;
+	misc_deregister(&probe);
+	return false;
+}
+
+int vireo_register_backend(const struct vireo_backend *b)
+{
+	int ret;
+
+	mutex_lock(&backend_lock);
+	if (backend) {
+		pr_err("backend %s already registered, refusing %s\n",
+		       backend->name, b->name);
+		ret = -EBUSY;
+		goto out;
+	}
+	if (other_hypervisor_loaded()) {
+		pr_err("another hypervisor owns /dev/kvm (kvm-intel or kvm-amd loaded): unload it first\n");
+		ret = -EBUSY;
+		goto out;
+	}
+	ret = vireo_hw_enable_all(b);
+	if (ret)
+		goto out;
+	backend = b;
+	pr_info("backend %s registered, enabled on %u CPUs\n", b->name,
+		num_online_cpus());
+out:
+	mutex_unlock(&backend_lock);
+	return ret;
+}
+EXPORT_SYMBOL_GPL(vireo_register_backend);
+
+void vireo_unregister_backend(const struct vireo_backend *b)
+{
+	mutex_lock(&backend_lock);
+	if (backend == b) {
+		vireo_hw_disable_all();
+		backend = NULL;
+		pr_info("backend %s unregistered\n", b->name);
+	}
+	mutex_unlock(&backend_lock);
+}
+EXPORT_SYMBOL_GPL(vireo_unregister_backend);
+
+static long vireo_check_extension(unsigned long cap)
+{
+	switch (cap) {
+	default:
+		return 0;
+	}
+}
+
+static long vireo_dev_ioctl(struct file *filp, unsigned int ioctl,
+			    unsigned long arg)
+{
+	long ret;
+
+	switch (ioctl) {
+	case KVM_GET_API_VERSION:
+		if (arg)
+			return -EINVAL;
+		return KVM_API_VERSION;
+	case KVM_CHECK_EXTENSION:
+		return vireo_check_extension(arg);
+	case VIREO_GET_BACKEND:
+		mutex_lock(&backend_lock);
+		ret = backend ? backend->id : VIREO_BACKEND_NONE;
+		mutex_unlock(&backend_lock);
+		return ret;
+	default:
+		/* KVM answers unknown ioctls on its device fd with EINVAL. */
+		return -EINVAL;
+	}
+}
+
+static const struct file_operations vireo_dev_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = vireo_dev_ioctl,
+	.compat_ioctl = vireo_dev_ioctl,
+	.llseek = noop_llseek,
+};
+
+static struct miscdevice vireo_dev = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "vireo",
+	.fops = &vireo_dev_fops,
+};
+
+static int __init vireo_init(void)
+{
+	int ret;
+
+	ret = misc_register(&vireo_dev);
+	if (ret) {
+		pr_err("cannot register /dev/vireo: %d\n", ret);
+		return ret;
+	}
+	pr_info("loaded: /dev/vireo speaks KVM API %d\n", KVM_API_VERSION);
+	return 0;
+}
+
+static void __exit vireo_exit(void)
+{
+	misc_deregister(&vireo_dev);
+	pr_info("unloaded\n");
+}
+
+module_init(vireo_init);
+module_exit(vireo_exit);
+
+MODULE_DESCRIPTION("Vireo hypervisor core: /dev/vireo speaking the KVM ABI");
+MODULE_AUTHOR("The Vireo developers");
+MODULE_LICENSE("GPL");
