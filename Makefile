@@ -44,9 +44,15 @@ test:
 run: selftests
 	scripts/testhost --vendor svm --phases run
 
-install:
-	$(MAKE) -C $(KDIR) M=$(PWD) INSTALL_MOD_DIR=extra modules_install
-	depmod -a $(shell $(MAKE) -s -C $(KDIR) kernelrelease 2>/dev/null)
+# The release the modules are built for (Debian's kernel.release file
+# can differ from uname -r; utsrelease.h is what vermagic uses).
+KRELEASE = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
+	$(KDIR)/include/generated/utsrelease.h)
+
+install: modules
+	$(MAKE) -C $(KDIR) M=$(PWD) INSTALL_MOD_DIR=extra \
+		KERNELRELEASE=$(KRELEASE) modules_install
+	depmod -a $(KRELEASE)
 
 clean:
 	$(MAKE) -C $(KDIR) M=$(PWD) clean

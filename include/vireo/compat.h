@@ -6,22 +6,24 @@
 #ifndef _VIREO_COMPAT_H
 #define _VIREO_COMPAT_H
 
-#include <linux/version.h>
 #include <linux/mm.h>
 #include <linux/syscore_ops.h>
 
-/* vm_flags became read-only behind accessors in 6.3. */
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 3, 0)
+/*
+ * vm_flags became read-only behind accessors in 6.3; Kbuild defines
+ * VIREO_HAVE_VM_FLAGS_SET when the headers have vm_flags_set().
+ */
+#ifdef VIREO_HAVE_VM_FLAGS_SET
 static inline void vireo_vm_flags_set(struct vm_area_struct *vma,
 				      unsigned long flags)
 {
-	vma->vm_flags |= flags;
+	vm_flags_set(vma, flags);
 }
 #else
 static inline void vireo_vm_flags_set(struct vm_area_struct *vma,
 				      unsigned long flags)
 {
-	vm_flags_set(vma, flags);
+	vma->vm_flags |= flags;
 }
 #endif
 

@@ -95,5 +95,5 @@ const char *test_device(int argc, char **argv)
 
 bool test_is_kvm(const char *dev)
 {
-	return strstr(dev, "kvm") != NULL;
+	return strstr(dev, "kvm");
 }

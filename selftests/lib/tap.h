@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define __printf(a, b)	__attribute__((format(printf, a, b)))
+#define __noreturn	__attribute__((noreturn))
+
 /* kselftest exit codes */
 #define KSFT_PASS	0
 #define KSFT_FAIL	1
@@ -26,17 +29,14 @@ struct tap_state {
 extern struct tap_state tap;
 
 void tap_plan(int n);
-void tap_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+__printf(1, 2) void tap_diag(const char *fmt, ...);
 /* One test result; returns cond so a caller can stop on failure. */
-bool tap_ok(bool cond, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void tap_skip(const char *reason, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+__printf(2, 3) bool tap_ok(bool cond, const char *fmt, ...);
+__printf(2, 3) void tap_skip(const char *reason, const char *fmt, ...);
 /* Print the totals and exit with the kselftest code. */
-void tap_done(void) __attribute__((noreturn));
+__noreturn void tap_done(void);
 /* Abandon the rest of the plan: marks what remains as failed. */
-void tap_bail(const char *fmt, ...)
-	__attribute__((noreturn, format(printf, 1, 2)));
+__noreturn __printf(1, 2) void tap_bail(const char *fmt, ...);
 
 /* Device path from argv, default /dev/vireo. */
 const char *test_device(int argc, char **argv);

@@ -41,7 +41,7 @@ static bool have_vpid;
 static DEFINE_PER_CPU(struct page *, vmxon_page);
 
 /* 0: done, 1: VMfail, 2: the instruction faulted */
-static int vmxon(u64 pa)
+static int cpu_vmxon(u64 pa)
 {
 	u8 ret = 2;
 
@@ -55,7 +55,7 @@ static int vmxon(u64 pa)
 	return ret;
 }
 
-static void vmxoff(void)
+static void cpu_vmxoff(void)
 {
 	asm volatile("1: vmxoff\n"
 		     "2:\n\t"
@@ -83,7 +83,7 @@ static int vmx_hardware_enable(void)
 
 	intel_pt_handle_vmx(1);
 	cr4_set_bits(X86_CR4_VMXE);
-	if (vmxon(pa)) {
+	if (cpu_vmxon(pa)) {
 		cr4_clear_bits(X86_CR4_VMXE);
 		intel_pt_handle_vmx(0);
 		return -EIO;
@@ -93,7 +93,7 @@ static int vmx_hardware_enable(void)
 
 static void vmx_hardware_disable(void)
 {
-	vmxoff();
+	cpu_vmxoff();
 	cr4_clear_bits(X86_CR4_VMXE);
 	intel_pt_handle_vmx(0);
 }
@@ -101,7 +101,7 @@ static void vmx_hardware_disable(void)
 static void vmx_emergency_disable(void)
 {
 	if (cr4_read_shadow() & X86_CR4_VMXE) {
-		vmxoff();
+		cpu_vmxoff();
 		cr4_clear_bits(X86_CR4_VMXE);
 	}
 }
