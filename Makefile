@@ -28,6 +28,7 @@ modules:
 
 selftests:
 	$(MAKE) -C selftests
+	$(MAKE) -C tools
 
 check:
 	scripts/check
@@ -57,6 +58,7 @@ install: modules
 clean:
 	$(MAKE) -C $(KDIR) M=$(PWD) clean
 	$(MAKE) -C selftests clean
+	$(MAKE) -C tools clean
 	rm -rf build
 
 help:

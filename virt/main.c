@@ -41,10 +41,25 @@ static bool other_hypervisor_loaded(void)
 	return false;
 }
 
+static bool backend_complete(const struct vireo_backend *b)
+{
+	return b->hardware_enable && b->hardware_disable &&
+	       b->emergency_disable && b->vm_init && b->vm_destroy &&
+	       b->vcpu_create && b->vcpu_free && b->vcpu_load &&
+	       b->vcpu_put && b->vcpu_run && b->get_sregs && b->set_sregs &&
+	       b->inject_exception && b->tdp_entry && b->set_tdp_root &&
+	       b->flush_tlb && b->vm_size >= sizeof(struct vireo_vm) &&
+	       b->vcpu_size >= sizeof(struct vireo_vcpu);
+}
+
 int vireo_register_backend(const struct vireo_backend *b)
 {
 	int ret;
 
+	if (!backend_complete(b)) {
+		pr_err("backend %s lacks operations, refused\n", b->name);
+		return -EINVAL;
+	}
 	mutex_lock(&backend_lock);
 	if (backend) {
 		pr_err("backend %s already registered, refusing %s\n",
@@ -81,12 +96,21 @@ void vireo_unregister_backend(const struct vireo_backend *b)
 }
 EXPORT_SYMBOL_GPL(vireo_unregister_backend);
 
-static long vireo_check_extension(unsigned long cap)
+const struct vireo_backend *vireo_get_backend(void)
 {
-	switch (cap) {
-	default:
-		return 0;
-	}
+	const struct vireo_backend *b;
+
+	mutex_lock(&backend_lock);
+	b = backend;
+	if (b && !try_module_get(b->owner))
+		b = NULL;
+	mutex_unlock(&backend_lock);
+	return b;
+}
+
+void vireo_put_backend(const struct vireo_backend *b)
+{
+	module_put(b->owner);
 }
 
 static long vireo_dev_ioctl(struct file *filp, unsigned int ioctl,
@@ -100,7 +124,14 @@ static long vireo_dev_ioctl(struct file *filp, unsigned int ioctl,
 			return -EINVAL;
 		return KVM_API_VERSION;
 	case KVM_CHECK_EXTENSION:
-		return vireo_check_extension(arg);
+		return vireo_check_extension(NULL, arg);
+	case KVM_CREATE_VM:
+		return vireo_create_vm(arg);
+	case KVM_GET_VCPU_MMAP_SIZE:
+		if (arg)
+			return -EINVAL;
+		/* kvm_run, then the PIO data page */
+		return 2 * PAGE_SIZE;
 	case VIREO_GET_BACKEND:
 		mutex_lock(&backend_lock);
 		ret = backend ? backend->id : VIREO_BACKEND_NONE;
@@ -129,9 +160,13 @@ static int __init vireo_init(void)
 {
 	int ret;
 
+	ret = vireo_vcpu_init();
+	if (ret)
+		return ret;
 	ret = misc_register(&vireo_dev);
 	if (ret) {
 		pr_err("cannot register /dev/vireo: %d\n", ret);
+		vireo_vcpu_exit();
 		return ret;
 	}
 	pr_info("loaded: /dev/vireo speaks KVM API %d\n", KVM_API_VERSION);
@@ -141,6 +176,7 @@ static int __init vireo_init(void)
 static void __exit vireo_exit(void)
 {
 	misc_deregister(&vireo_dev);
+	vireo_vcpu_exit();
 	pr_info("unloaded\n");
 }
 

@@ -66,4 +66,15 @@ static inline void vireo_unregister_syscore(struct vireo_syscore *s)
 }
 #endif
 
+/*
+ * Inside the kernel, 6.12 spells kvm_run's immediate_exit
+ * immediate_exit__unsafe (userspace may change it at any time: read it
+ * once).  Kbuild defines VIREO_IMMEDIATE_EXIT_UNSAFE when it does.
+ */
+#ifdef VIREO_IMMEDIATE_EXIT_UNSAFE
+#define vireo_run_immediate_exit(run)	READ_ONCE((run)->immediate_exit__unsafe)
+#else
+#define vireo_run_immediate_exit(run)	READ_ONCE((run)->immediate_exit)
+#endif
+
 #endif /* _VIREO_COMPAT_H */

@@ -8,12 +8,16 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/percpu.h>
+#include <linux/slab.h>
 #include <asm/asm.h>
 #include <asm/io.h>
 #include <asm/msr.h>
 #include <asm/processor.h>
 
 #include <vireo/backend.h>
+#include <vireo/vireo.h>
+
+#include "vmcb.h"
 
 /* CPUID 0x80000001 ECX */
 #define CPUID_SVM			BIT(2)
@@ -26,18 +30,75 @@
 /* VM_CR MSR */
 #define VM_CR_SVMDIS			BIT_ULL(4)
 
+/* The APIC base a vCPU reports until the APIC is emulated. */
+#define APIC_DEFAULT_BASE		0xfee00000ULL
+#define APIC_BASE_ENABLE		BIT_ULL(11)
+#define APIC_BASE_BSP			BIT_ULL(8)
+#define PAT_POWER_ON			0x0007040600070406ULL
+#define UD_VECTOR			6
+#define GP_VECTOR			13
+#define IOPM_PAGES_ORDER		2	/* 12 KiB used */
+#define MSRPM_PAGES_ORDER		1	/* 8 KiB */
+
 static u32 svm_features;
-static DEFINE_PER_CPU(struct page *, hsave_page);
+static u32 max_asid;
+
+/* Per CPU: the VMRUN host save area, our VMSAVE/VMLOAD area, ASIDs. */
+struct svm_cpu {
+	struct page *hsave;
+	struct page *host_state;
+	u64 asid_generation;
+	u32 next_asid;
+};
+
+static DEFINE_PER_CPU(struct svm_cpu, svm_cpus);
+
+/* Everything intercepted: shared, read-only. */
+static struct page *iopm_pages;
+static struct page *msrpm_pages;
+
+struct svm_vcpu {
+	struct vireo_vcpu vcpu;		/* first: the core allocates us */
+	struct vmcb *vmcb;
+	u64 vmcb_pa;
+	u64 apic_base;
+	u64 asid_generation;
+	u32 asid;
+	bool new_asid;
+};
+
+struct svm_vm {
+	struct vireo_vm vm;		/* first: the core allocates us */
+	u64 npt_root;
+};
+
+static inline struct svm_vcpu *to_svm(struct vireo_vcpu *vcpu)
+{
+	return container_of(vcpu, struct svm_vcpu, vcpu);
+}
+
+static inline struct svm_vm *to_svm_vm(struct vireo_vm *vm)
+{
+	return container_of(vm, struct svm_vm, vm);
+}
+
+void vireo_svm_vmrun(u64 vmcb_pa, u64 *regs, u64 host_save_pa);
 
 static int svm_hardware_enable(void)
 {
+	struct svm_cpu *sc = this_cpu_ptr(&svm_cpus);
 	u64 efer;
 
 	rdmsrl(MSR_EFER, efer);
 	if (efer & EFER_SVME)
 		return -EBUSY;	/* another hypervisor has SVM on */
 	wrmsrl(MSR_EFER, efer | EFER_SVME);
-	wrmsrl(MSR_VM_HSAVE_PA, page_to_phys(this_cpu_read(hsave_page)));
+	wrmsrl(MSR_VM_HSAVE_PA, page_to_phys(sc->hsave));
+	/*
+	 * Whoever used SVM here before may have left translations tagged
+	 * with any ASID: the first allocation wraps and flushes them all.
+	 */
+	sc->next_asid = max_asid + 1;
 	return 0;
 }
 
@@ -83,35 +144,479 @@ static int svm_check_hardware(void)
 		pr_err("this CPU lacks nested paging (NPT), which Vireo needs\n");
 		return -EOPNOTSUPP;
 	}
+	max_asid = cpuid_ebx(0x8000000a) - 1;
+	if (!max_asid || max_asid == U32_MAX) {
+		pr_err("this CPU has no ASIDs for guests\n");
+		return -EOPNOTSUPP;
+	}
 	return 0;
 }
 
 static void svm_free_pages(void)
 {
+	struct svm_cpu *sc;
 	int cpu;
 
 	for_each_possible_cpu(cpu) {
-		if (per_cpu(hsave_page, cpu))
-			__free_page(per_cpu(hsave_page, cpu));
-		per_cpu(hsave_page, cpu) = NULL;
+		sc = per_cpu_ptr(&svm_cpus, cpu);
+		if (sc->hsave)
+			__free_page(sc->hsave);
+		if (sc->host_state)
+			__free_page(sc->host_state);
+		sc->hsave = NULL;
+		sc->host_state = NULL;
 	}
+	if (iopm_pages)
+		__free_pages(iopm_pages, IOPM_PAGES_ORDER);
+	if (msrpm_pages)
+		__free_pages(msrpm_pages, MSRPM_PAGES_ORDER);
+	iopm_pages = NULL;
+	msrpm_pages = NULL;
 }
 
 static int svm_alloc_pages(void)
 {
-	struct page *page;
+	struct svm_cpu *sc;
 	int cpu;
 
 	for_each_possible_cpu(cpu) {
-		page = alloc_pages_node(cpu_to_node(cpu),
-					GFP_KERNEL | __GFP_ZERO, 0);
-		if (!page) {
-			svm_free_pages();
-			return -ENOMEM;
-		}
-		per_cpu(hsave_page, cpu) = page;
+		sc = per_cpu_ptr(&svm_cpus, cpu);
+		sc->hsave = alloc_pages_node(cpu_to_node(cpu),
+					     GFP_KERNEL | __GFP_ZERO, 0);
+		sc->host_state = alloc_pages_node(cpu_to_node(cpu),
+						  GFP_KERNEL | __GFP_ZERO, 0);
+		if (!sc->hsave || !sc->host_state)
+			goto nomem;
 	}
+	iopm_pages = alloc_pages(GFP_KERNEL, IOPM_PAGES_ORDER);
+	msrpm_pages = alloc_pages(GFP_KERNEL, MSRPM_PAGES_ORDER);
+	if (!iopm_pages || !msrpm_pages)
+		goto nomem;
+	memset(page_address(iopm_pages), 0xff, PAGE_SIZE << IOPM_PAGES_ORDER);
+	memset(page_address(msrpm_pages), 0xff,
+	       PAGE_SIZE << MSRPM_PAGES_ORDER);
 	return 0;
+nomem:
+	svm_free_pages();
+	return -ENOMEM;
+}
+
+/* ---- VMs ---- */
+
+static int svm_vm_init(struct vireo_vm *vm)
+{
+	return 0;
+}
+
+static void svm_vm_destroy(struct vireo_vm *vm)
+{
+}
+
+static u64 svm_tdp_entry(u64 hpa, bool leaf, bool writable, bool executable)
+{
+	/*
+	 * NPT entries are long-mode page table entries; guest accesses
+	 * count as user accesses, so U is always set.
+	 */
+	u64 e = hpa | _PAGE_PRESENT | _PAGE_USER;
+
+	if (!leaf)
+		return e | _PAGE_RW;
+	if (writable)
+		e |= _PAGE_RW;
+	if (!executable)
+		e |= _PAGE_NX;
+	return e;
+}
+
+static void svm_set_tdp_root(struct vireo_vm *vm, u64 root_hpa)
+{
+	to_svm_vm(vm)->npt_root = root_hpa;
+}
+
+/* ---- segments ---- */
+
+static void seg_to_kvm(const struct vmcb_seg *v, struct kvm_segment *k)
+{
+	k->base = v->base;
+	k->limit = v->limit;
+	k->selector = v->selector;
+	k->type = SEG_ATTR_TYPE(v->attrib);
+	k->s = !!(v->attrib & SEG_ATTR_S);
+	k->dpl = (v->attrib >> SEG_ATTR_DPL_SHIFT) & 3;
+	k->present = !!(v->attrib & SEG_ATTR_P);
+	k->avl = !!(v->attrib & SEG_ATTR_AVL);
+	k->l = !!(v->attrib & SEG_ATTR_L);
+	k->db = !!(v->attrib & SEG_ATTR_DB);
+	k->g = !!(v->attrib & SEG_ATTR_G);
+	k->unusable = !k->present;
+}
+
+static void seg_from_kvm(struct vmcb_seg *v, const struct kvm_segment *k)
+{
+	v->base = k->base;
+	v->limit = k->limit;
+	v->selector = k->selector;
+	v->attrib = 0;
+	if (k->unusable)
+		return;
+	v->attrib = (k->type & 0xf) | (k->s ? SEG_ATTR_S : 0) |
+		    ((k->dpl & 3) << SEG_ATTR_DPL_SHIFT) |
+		    (k->present ? SEG_ATTR_P : 0) |
+		    (k->avl ? SEG_ATTR_AVL : 0) | (k->l ? SEG_ATTR_L : 0) |
+		    (k->db ? SEG_ATTR_DB : 0) | (k->g ? SEG_ATTR_G : 0);
+}
+
+static void set_seg(struct vmcb_seg *v, u16 sel, u64 base, u32 limit,
+		    u16 attrib)
+{
+	v->selector = sel;
+	v->base = base;
+	v->limit = limit;
+	v->attrib = attrib;
+}
+
+static void svm_get_sregs(struct vireo_vcpu *vcpu, struct kvm_sregs *s)
+{
+	struct svm_vcpu *svm = to_svm(vcpu);
+	struct vmcb_save *save = &svm->vmcb->save;
+
+	seg_to_kvm(&save->cs, &s->cs);
+	seg_to_kvm(&save->ds, &s->ds);
+	seg_to_kvm(&save->es, &s->es);
+	seg_to_kvm(&save->fs, &s->fs);
+	seg_to_kvm(&save->gs, &s->gs);
+	seg_to_kvm(&save->ss, &s->ss);
+	seg_to_kvm(&save->tr, &s->tr);
+	seg_to_kvm(&save->ldtr, &s->ldt);
+	/* a task register is always usable */
+	s->tr.unusable = 0;
+	s->gdt.base = save->gdtr.base;
+	s->gdt.limit = save->gdtr.limit;
+	s->idt.base = save->idtr.base;
+	s->idt.limit = save->idtr.limit;
+	s->cr0 = save->cr0;
+	s->cr2 = save->cr2;
+	s->cr3 = save->cr3;
+	s->cr4 = save->cr4;
+	s->cr8 = svm->vmcb->control.int_ctl & 0xf;
+	s->efer = save->efer & ~EFER_SVME;
+	s->apic_base = svm->apic_base;
+	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
+}
+
+static int svm_set_sregs(struct vireo_vcpu *vcpu, const struct kvm_sregs *s)
+{
+	struct svm_vcpu *svm = to_svm(vcpu);
+	struct vmcb_save *save = &svm->vmcb->save;
+
+	seg_from_kvm(&save->cs, &s->cs);
+	seg_from_kvm(&save->ds, &s->ds);
+	seg_from_kvm(&save->es, &s->es);
+	seg_from_kvm(&save->fs, &s->fs);
+	seg_from_kvm(&save->gs, &s->gs);
+	seg_from_kvm(&save->ss, &s->ss);
+	seg_from_kvm(&save->tr, &s->tr);
+	seg_from_kvm(&save->ldtr, &s->ldt);
+	save->cpl = (s->cr0 & X86_CR0_PE) ? s->ss.dpl & 3 : 0;
+	save->gdtr.base = s->gdt.base;
+	save->gdtr.limit = s->gdt.limit;
+	save->idtr.base = s->idt.base;
+	save->idtr.limit = s->idt.limit;
+	save->cr0 = s->cr0;
+	save->cr2 = s->cr2;
+	save->cr3 = s->cr3;
+	save->cr4 = s->cr4;
+	save->efer = s->efer | EFER_SVME;
+	svm->vmcb->control.int_ctl =
+		(svm->vmcb->control.int_ctl & ~0xfULL) | (s->cr8 & 0xf);
+	svm->apic_base = s->apic_base;
+	return 0;
+}
+
+/* ---- vCPUs ---- */
+
+static void svm_reset(struct svm_vcpu *svm)
+{
+	struct vmcb_control *c = &svm->vmcb->control;
+	struct vmcb_save *save = &svm->vmcb->save;
+
+	c->intercept_misc1 = INTERCEPT_INTR | INTERCEPT_NMI | INTERCEPT_SMI |
+			     INTERCEPT_INIT | INTERCEPT_CPUID |
+			     INTERCEPT_INVD | INTERCEPT_HLT |
+			     INTERCEPT_INVLPGA | INTERCEPT_IOIO |
+			     INTERCEPT_MSR | INTERCEPT_SHUTDOWN;
+	c->intercept_misc2 = INTERCEPT_VMRUN | INTERCEPT_VMMCALL |
+			     INTERCEPT_VMLOAD | INTERCEPT_VMSAVE |
+			     INTERCEPT_STGI | INTERCEPT_CLGI |
+			     INTERCEPT_SKINIT | INTERCEPT_MONITOR |
+			     INTERCEPT_MWAIT | INTERCEPT_MWAIT_COND |
+			     INTERCEPT_XSETBV;
+	c->iopm_base_pa = page_to_phys(iopm_pages);
+	c->msrpm_base_pa = page_to_phys(msrpm_pages);
+	c->int_ctl = V_INTR_MASKING;
+	c->nested_ctl = NESTED_CTL_NP_ENABLE;
+	c->nested_cr3 = to_svm_vm(svm->vcpu.vm)->npt_root;
+
+	/* the architectural state after RESET */
+	set_seg(&save->cs, 0xf000, 0xffff0000, 0xffff,
+		SEG_ATTR_P | SEG_ATTR_S | 0xb);
+	set_seg(&save->ds, 0, 0, 0xffff, SEG_ATTR_P | SEG_ATTR_S | 0x3);
+	save->es = save->ds;
+	save->fs = save->ds;
+	save->gs = save->ds;
+	save->ss = save->ds;
+	set_seg(&save->gdtr, 0, 0, 0xffff, 0);
+	set_seg(&save->idtr, 0, 0, 0xffff, 0);
+	set_seg(&save->ldtr, 0, 0, 0xffff, SEG_ATTR_P | 0x2);
+	set_seg(&save->tr, 0, 0, 0xffff, SEG_ATTR_P | 0xb);
+	save->cpl = 0;
+	save->efer = EFER_SVME;
+	save->cr0 = X86_CR0_NW | X86_CR0_CD | X86_CR0_ET;
+	save->cr2 = 0;
+	save->cr3 = 0;
+	save->cr4 = 0;
+	save->dr6 = 0xffff0ff0;
+	save->dr7 = 0x400;
+	save->g_pat = PAT_POWER_ON;
+	svm->apic_base = APIC_DEFAULT_BASE | APIC_BASE_ENABLE |
+			 (svm->vcpu.id == 0 ? APIC_BASE_BSP : 0);
+}
+
+static int svm_vcpu_create(struct vireo_vcpu *vcpu)
+{
+	struct svm_vcpu *svm = to_svm(vcpu);
+	struct page *page;
+
+	page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+	if (!page)
+		return -ENOMEM;
+	svm->vmcb = page_address(page);
+	svm->vmcb_pa = page_to_phys(page);
+	svm->new_asid = true;
+	svm_reset(svm);
+	return 0;
+}
+
+static void svm_vcpu_free(struct vireo_vcpu *vcpu)
+{
+	struct svm_vcpu *svm = to_svm(vcpu);
+
+	if (svm->vmcb)
+		free_page((unsigned long)svm->vmcb);
+	svm->vmcb = NULL;
+}
+
+static void svm_vcpu_load(struct vireo_vcpu *vcpu, int cpu)
+{
+}
+
+static void svm_vcpu_put(struct vireo_vcpu *vcpu)
+{
+}
+
+static void svm_flush_tlb(struct vireo_vcpu *vcpu)
+{
+	/* A fresh ASID leaves every old translation behind. */
+	to_svm(vcpu)->new_asid = true;
+}
+
+static void svm_inject_exception(struct vireo_vcpu *vcpu, u8 vector,
+				 bool has_error, u32 error_code)
+{
+	struct vmcb_control *c = &to_svm(vcpu)->vmcb->control;
+
+	c->event_inj = vector | EVTINJ_TYPE_EXCEPTION | EVTINJ_VALID |
+		       (has_error ? EVTINJ_ERROR_VALID |
+				    ((u64)error_code << 32) : 0);
+}
+
+static void svm_pick_asid(struct svm_vcpu *svm)
+{
+	struct svm_cpu *sc = this_cpu_ptr(&svm_cpus);
+	struct vmcb_control *c = &svm->vmcb->control;
+
+	if (!svm->new_asid && svm->asid_generation == sc->asid_generation)
+		return;
+	if (sc->next_asid > max_asid) {
+		sc->asid_generation++;
+		sc->next_asid = 1;
+		c->tlb_ctl = TLB_CONTROL_FLUSH_ALL;
+	}
+	svm->asid = sc->next_asid++;
+	svm->asid_generation = sc->asid_generation;
+	svm->new_asid = false;
+	c->asid = svm->asid;
+}
+
+/* The length of an intercepted instruction, when the CPU says it. */
+static u32 next_rip_len(struct svm_vcpu *svm)
+{
+	if (!(svm_features & SVM_FEAT_NRIPS))
+		return 0;
+	return svm->vmcb->control.next_rip - svm->vmcb->save.rip;
+}
+
+/* RDMSR/WRMSR of the MSRs that live in the VMCB; false: not ours. */
+static bool svm_msr(struct svm_vcpu *svm, bool write)
+{
+	struct vireo_vcpu *vcpu = &svm->vcpu;
+	struct vmcb_save *save = &svm->vmcb->save;
+	u32 index = vcpu->regs[VCPU_RCX];
+	u64 val = (vcpu->regs[VCPU_RDX] << 32) | (u32)vcpu->regs[VCPU_RAX];
+	u64 *field;
+
+	switch (index) {
+	case MSR_EFER:
+		field = &save->efer;
+		break;
+	case MSR_FS_BASE:
+		field = &save->fs.base;
+		break;
+	case MSR_GS_BASE:
+		field = &save->gs.base;
+		break;
+	case MSR_KERNEL_GS_BASE:
+		field = &save->kernel_gs_base;
+		break;
+	default:
+		return false;
+	}
+	if (!write) {
+		val = *field;
+		if (index == MSR_EFER)
+			val &= ~EFER_SVME;
+		vcpu->regs[VCPU_RAX] = (u32)val;
+		vcpu->regs[VCPU_RDX] = val >> 32;
+	} else if (index == MSR_EFER) {
+		/* SCE, LME, LMA (read-only), NXE; SVME stays ours */
+		if (val & ~(u64)(EFER_SCE | EFER_LME | EFER_LMA | EFER_NX)) {
+			svm_inject_exception(vcpu, GP_VECTOR, true, 0);
+			return true;
+		}
+		*field = (val & ~(u64)EFER_LMA) | (*field & EFER_LMA) |
+			 EFER_SVME;
+	} else {
+		*field = val;
+	}
+	vcpu->rip += next_rip_len(svm) ?: 2;
+	return true;
+}
+
+static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
+{
+	struct svm_vcpu *svm = to_svm(vcpu);
+	struct vmcb_control *c = &svm->vmcb->control;
+	struct vmcb_save *save = &svm->vmcb->save;
+	struct svm_cpu *sc = this_cpu_ptr(&svm_cpus);
+	u64 code, info1, info2;
+
+	svm_pick_asid(svm);
+	save->rip = vcpu->rip;
+	save->rflags = vcpu->rflags;
+	save->rsp = vcpu->regs[VCPU_RSP];
+	save->rax = vcpu->regs[VCPU_RAX];
+	c->clean = 0;
+
+	asm volatile("vmsave %%rax" : : "a" (page_to_phys(sc->host_state))
+		     : "memory");
+	asm volatile("clgi" : : : "memory");
+	vireo_svm_vmrun(svm->vmcb_pa, vcpu->regs,
+			page_to_phys(sc->host_state));
+	asm volatile("stgi" : : : "memory");
+
+	c->tlb_ctl = TLB_CONTROL_DO_NOTHING;
+	vcpu->rip = save->rip;
+	vcpu->rflags = save->rflags;
+	vcpu->regs[VCPU_RSP] = save->rsp;
+	vcpu->regs[VCPU_RAX] = save->rax;
+
+	/* an event whose delivery the exit interrupted is delivered again */
+	c->event_inj = 0;
+	if (c->exit_int_info & EVTINJ_VALID)
+		c->event_inj = c->exit_int_info;
+
+	code = c->exit_code;
+	info1 = c->exit_info_1;
+	info2 = c->exit_info_2;
+	exit->reason = VIREO_EXIT_NONE;
+	switch (code) {
+	case SVM_EXIT_INTR:
+	case SVM_EXIT_NMI:
+	case SVM_EXIT_SMI:
+	case SVM_EXIT_INIT:
+		/* the host takes it once GIF and IF are set again */
+		break;
+	case SVM_EXIT_CPUID:
+		exit->reason = VIREO_EXIT_CPUID;
+		exit->insn_len = next_rip_len(svm);
+		break;
+	case SVM_EXIT_HLT:
+		exit->reason = VIREO_EXIT_HLT;
+		exit->insn_len = next_rip_len(svm);
+		break;
+	case SVM_EXIT_IOIO:
+		exit->reason = VIREO_EXIT_IO;
+		exit->io.port = info1 >> IOIO_PORT_SHIFT;
+		/* SZ8, SZ16, SZ32 are bits 4, 5, 6: 1, 2 or 4 once shifted */
+		exit->io.size = (info1 & IOIO_SIZE_MASK) >> IOIO_SIZE_SHIFT;
+		exit->io.in = !!(info1 & IOIO_TYPE_IN);
+		exit->io.string = !!(info1 & IOIO_STR);
+		exit->io.rep = !!(info1 & IOIO_REP);
+		/* EXITINFO2 holds the next RIP for every IOIO exit */
+		exit->insn_len = info2 - save->rip;
+		break;
+	case SVM_EXIT_MSR:
+		if (!svm_msr(svm, info1 == 1))
+			exit->reason = info1 == 1 ? VIREO_EXIT_MSR_WRITE :
+						    VIREO_EXIT_MSR_READ;
+		exit->insn_len = next_rip_len(svm);
+		break;
+	case SVM_EXIT_XSETBV:
+		exit->reason = VIREO_EXIT_XSETBV;
+		exit->insn_len = next_rip_len(svm);
+		break;
+	case SVM_EXIT_VMMCALL:
+		exit->reason = VIREO_EXIT_HYPERCALL;
+		exit->insn_len = next_rip_len(svm);
+		break;
+	case SVM_EXIT_INVD:
+		/* never drop the host's dirty cache lines: a no-op */
+		vcpu->rip += next_rip_len(svm) ?: 2;
+		break;
+	case SVM_EXIT_VMRUN:
+	case SVM_EXIT_VMLOAD:
+	case SVM_EXIT_VMSAVE:
+	case SVM_EXIT_STGI:
+	case SVM_EXIT_CLGI:
+	case SVM_EXIT_SKINIT:
+	case SVM_EXIT_INVLPGA:
+	case SVM_EXIT_MONITOR:
+	case SVM_EXIT_MWAIT:
+	case SVM_EXIT_MWAIT_COND:
+		/* the guest has no SVM and no MONITOR/MWAIT */
+		svm_inject_exception(vcpu, UD_VECTOR, false, 0);
+		break;
+	case SVM_EXIT_SHUTDOWN:
+		exit->reason = VIREO_EXIT_SHUTDOWN;
+		break;
+	case SVM_EXIT_NPF:
+		exit->reason = VIREO_EXIT_TDP_FAULT;
+		exit->tdp.gpa = info2;
+		exit->tdp.write = !!(info1 & NPF_WRITE);
+		exit->tdp.fetch = !!(info1 & NPF_FETCH);
+		exit->tdp.present = !!(info1 & NPF_PRESENT);
+		break;
+	case SVM_EXIT_INVALID:
+		exit->reason = VIREO_EXIT_FAIL_ENTRY;
+		exit->fail_reason = code;
+		break;
+	default:
+		exit->reason = VIREO_EXIT_UNHANDLED;
+		exit->raw[0] = code;
+		exit->raw[1] = info1;
+		break;
+	}
 }
 
 static const struct vireo_backend svm_backend = {
@@ -121,6 +626,21 @@ static const struct vireo_backend svm_backend = {
 	.hardware_enable = svm_hardware_enable,
 	.hardware_disable = svm_hardware_disable,
 	.emergency_disable = svm_emergency_disable,
+	.vm_size = sizeof(struct svm_vm),
+	.vcpu_size = sizeof(struct svm_vcpu),
+	.vm_init = svm_vm_init,
+	.vm_destroy = svm_vm_destroy,
+	.vcpu_create = svm_vcpu_create,
+	.vcpu_free = svm_vcpu_free,
+	.vcpu_load = svm_vcpu_load,
+	.vcpu_put = svm_vcpu_put,
+	.vcpu_run = svm_vcpu_run,
+	.get_sregs = svm_get_sregs,
+	.set_sregs = svm_set_sregs,
+	.inject_exception = svm_inject_exception,
+	.tdp_entry = svm_tdp_entry,
+	.set_tdp_root = svm_set_tdp_root,
+	.flush_tlb = svm_flush_tlb,
 };
 
 static const char *yes_no(u32 feature)

@@ -1,0 +1,777 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The x86 vCPU as the core sees it: register ioctls, the run loop, and
+ * the exits both vendors share (port and string I/O, MMIO through the
+ * decoder, HLT, CPUID, MSRs, shutdown, failed entries).
+ */
+#define pr_fmt(fmt) "vireo: " fmt
+
+#include <linux/kvm.h>
+#include <linux/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/uaccess.h>
+#include <asm/cpufeature.h>
+#include <asm/fpu/api.h>
+#include <asm/fpu/xcr.h>
+#include <asm/processor.h>
+
+#include <vireo/compat.h>
+#include <vireo/core.h>
+#include <vireo/insn.h>
+#include <vireo/mmu.h>
+
+#define CREATE_TRACE_POINTS
+#include "trace.h"
+
+#define RFLAGS_FIXED		BIT(1)
+#define RFLAGS_DF		BIT(10)
+#define RFLAGS_VM		BIT(17)
+#define CR0_PE			BIT(0)
+#define CR0_NW			BIT(29)
+#define CR0_CD			BIT(30)
+#define CR0_PG			BIT(31)
+#define CR4_PAE			BIT(5)
+#define EFER_LME_BIT		BIT(8)
+#define EFER_LMA_BIT		BIT(10)
+#define GP_VECTOR		13
+#define KVM_ENOSYS_RET		1000
+/* a guest that faults this often in a row on one page is stuck */
+#define MAX_REPEATED_FAULTS	16
+
+void vireo_arch_vcpu_reset(struct vireo_vcpu *vcpu)
+{
+	memset(vcpu->regs, 0, sizeof(vcpu->regs));
+	/* EDX after RESET: the processor signature (CPUID.1:EAX) */
+	vcpu->regs[VCPU_RDX] = cpuid_eax(1);
+	vcpu->rip = 0xfff0;
+	vcpu->rflags = RFLAGS_FIXED;
+	vcpu->pending = VCPU_PENDING_NONE;
+}
+
+/* ---- registers ---- */
+
+static void get_regs(struct vireo_vcpu *vcpu, struct kvm_regs *r)
+{
+	r->rax = vcpu->regs[VCPU_RAX];
+	r->rbx = vcpu->regs[VCPU_RBX];
+	r->rcx = vcpu->regs[VCPU_RCX];
+	r->rdx = vcpu->regs[VCPU_RDX];
+	r->rsi = vcpu->regs[VCPU_RSI];
+	r->rdi = vcpu->regs[VCPU_RDI];
+	r->rsp = vcpu->regs[VCPU_RSP];
+	r->rbp = vcpu->regs[VCPU_RBP];
+	r->r8 = vcpu->regs[VCPU_R8];
+	r->r9 = vcpu->regs[VCPU_R9];
+	r->r10 = vcpu->regs[VCPU_R10];
+	r->r11 = vcpu->regs[VCPU_R11];
+	r->r12 = vcpu->regs[VCPU_R12];
+	r->r13 = vcpu->regs[VCPU_R13];
+	r->r14 = vcpu->regs[VCPU_R14];
+	r->r15 = vcpu->regs[VCPU_R15];
+	r->rip = vcpu->rip;
+	r->rflags = vcpu->rflags;
+}
+
+static void set_regs(struct vireo_vcpu *vcpu, const struct kvm_regs *r)
+{
+	vcpu->regs[VCPU_RAX] = r->rax;
+	vcpu->regs[VCPU_RBX] = r->rbx;
+	vcpu->regs[VCPU_RCX] = r->rcx;
+	vcpu->regs[VCPU_RDX] = r->rdx;
+	vcpu->regs[VCPU_RSI] = r->rsi;
+	vcpu->regs[VCPU_RDI] = r->rdi;
+	vcpu->regs[VCPU_RSP] = r->rsp;
+	vcpu->regs[VCPU_RBP] = r->rbp;
+	vcpu->regs[VCPU_R8] = r->r8;
+	vcpu->regs[VCPU_R9] = r->r9;
+	vcpu->regs[VCPU_R10] = r->r10;
+	vcpu->regs[VCPU_R11] = r->r11;
+	vcpu->regs[VCPU_R12] = r->r12;
+	vcpu->regs[VCPU_R13] = r->r13;
+	vcpu->regs[VCPU_R14] = r->r14;
+	vcpu->regs[VCPU_R15] = r->r15;
+	vcpu->rip = r->rip;
+	vcpu->rflags = r->rflags | RFLAGS_FIXED;
+	/* new registers: whatever a previous exit left to finish is moot */
+	vcpu->pending = VCPU_PENDING_NONE;
+}
+
+/* The architectural consistency rules KVM applies to KVM_SET_SREGS. */
+static bool sregs_valid(const struct kvm_sregs *s)
+{
+	if ((s->cr0 & CR0_PG) && !(s->cr0 & CR0_PE))
+		return false;
+	if ((s->cr0 & CR0_NW) && !(s->cr0 & CR0_CD))
+		return false;
+	if (s->cr0 >> 32 || s->cr4 >> 32)
+		return false;
+	if ((s->efer & EFER_LME_BIT) && (s->cr0 & CR0_PG)) {
+		if (!(s->cr4 & CR4_PAE) || !(s->efer & EFER_LMA_BIT))
+			return false;
+	} else if ((s->efer & EFER_LMA_BIT) || s->cs.l) {
+		return false;
+	}
+	return true;
+}
+
+long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
+			   unsigned long arg)
+{
+	const struct vireo_backend *b = vcpu->vm->backend;
+	void __user *argp = (void __user *)arg;
+
+	switch (ioctl) {
+	case KVM_GET_REGS: {
+		struct kvm_regs regs;
+
+		memset(&regs, 0, sizeof(regs));
+		get_regs(vcpu, &regs);
+		return copy_to_user(argp, &regs, sizeof(regs)) ? -EFAULT : 0;
+	}
+	case KVM_SET_REGS: {
+		struct kvm_regs regs;
+
+		if (copy_from_user(&regs, argp, sizeof(regs)))
+			return -EFAULT;
+		set_regs(vcpu, &regs);
+		return 0;
+	}
+	case KVM_GET_SREGS: {
+		struct kvm_sregs sregs;
+
+		memset(&sregs, 0, sizeof(sregs));
+		b->get_sregs(vcpu, &sregs);
+		return copy_to_user(argp, &sregs, sizeof(sregs)) ? -EFAULT : 0;
+	}
+	case KVM_SET_SREGS: {
+		struct kvm_sregs sregs;
+		int ret;
+
+		if (copy_from_user(&sregs, argp, sizeof(sregs)))
+			return -EFAULT;
+		if (!sregs_valid(&sregs))
+			return -EINVAL;
+		ret = b->set_sregs(vcpu, &sregs);
+		if (!ret)
+			set_bit(VCPU_REQ_TLB_FLUSH, &vcpu->requests);
+		return ret;
+	}
+	default:
+		/* as KVM answers an unknown vCPU ioctl */
+		return -EINVAL;
+	}
+}
+
+/* ---- guest registers as the decoder names them ---- */
+
+static u64 size_mask(unsigned int size)
+{
+	return size >= 8 ? ~0ULL : (1ULL << (size * 8)) - 1;
+}
+
+static u64 read_reg(struct vireo_vcpu *vcpu, int reg, bool high_byte,
+		    unsigned int size)
+{
+	if (high_byte)
+		return (vcpu->regs[reg - 4] >> 8) & 0xff;
+	return vcpu->regs[reg] & size_mask(size);
+}
+
+/* Write like the CPU does: 32-bit writes zero-extend, 8/16 merge. */
+static void write_reg(struct vireo_vcpu *vcpu, int reg, bool high_byte,
+		      unsigned int size, u64 val)
+{
+	u64 *r;
+
+	if (high_byte) {
+		r = &vcpu->regs[reg - 4];
+		*r = (*r & ~0xff00ULL) | ((val & 0xff) << 8);
+		return;
+	}
+	r = &vcpu->regs[reg];
+	if (size >= 4)
+		*r = val & size_mask(size);
+	else
+		*r = (*r & ~size_mask(size)) | (val & size_mask(size));
+}
+
+/* ---- fetching and decoding the instruction at RIP ---- */
+
+static enum vireo_cpu_mode cpu_mode(struct vireo_vcpu *vcpu,
+				    const struct kvm_sregs *s)
+{
+	if ((s->efer & EFER_LMA_BIT) && s->cs.l)
+		return VIREO_MODE_64;
+	if ((s->cr0 & CR0_PE) && !(vcpu->rflags & RFLAGS_VM) && s->cs.db)
+		return VIREO_MODE_32;
+	return VIREO_MODE_16;
+}
+
+/* Copy guest-linear memory; returns bytes read (stops at a fault). */
+static unsigned int read_linear(struct vireo_vcpu *vcpu,
+				const struct kvm_sregs *s, u64 la, void *buf,
+				unsigned int len, u32 access)
+{
+	unsigned int done = 0, chunk;
+	u32 pf_error;
+	u64 gpa;
+
+	while (done < len) {
+		chunk = min_t(unsigned int, len - done,
+			      PAGE_SIZE - offset_in_page(la + done));
+		if (vireo_gva_to_gpa(vcpu, s, la + done, access, &gpa,
+				     &pf_error))
+			break;
+		if (vireo_read_guest(vcpu->vm, gpa, buf + done, chunk))
+			break;
+		done += chunk;
+	}
+	return done;
+}
+
+static int write_linear(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
+			u64 la, const void *buf, unsigned int len)
+{
+	unsigned int done = 0, chunk;
+	u32 pf_error;
+	u64 gpa;
+
+	while (done < len) {
+		chunk = min_t(unsigned int, len - done,
+			      PAGE_SIZE - offset_in_page(la + done));
+		if (vireo_gva_to_gpa(vcpu, s, la + done, VIREO_ACC_WRITE,
+				     &gpa, &pf_error))
+			return -EFAULT;
+		if (vireo_write_guest(vcpu->vm, gpa, buf + done, chunk))
+			return -EFAULT;
+		done += chunk;
+	}
+	return 0;
+}
+
+static int decode_at_rip(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
+			 struct vireo_insn *insn)
+{
+	enum vireo_cpu_mode mode = cpu_mode(vcpu, s);
+	u8 bytes[VIREO_INSN_MAX_LEN];
+	unsigned int n;
+	u64 la;
+
+	la = vcpu->rip;
+	if (mode != VIREO_MODE_64)
+		la = (s->cs.base + (vcpu->rip & (mode == VIREO_MODE_16 ?
+						 0xffff : 0xffffffff))) &
+		     0xffffffff;
+	n = read_linear(vcpu, s, la, bytes, sizeof(bytes), VIREO_ACC_FETCH);
+	if (!n)
+		return -EFAULT;
+	return vireo_decode(bytes, n, mode, insn) ? -EINVAL : 0;
+}
+
+static int exit_internal_error(struct vireo_vcpu *vcpu, u32 suberror,
+			       u32 ndata, u64 d0, u64 d1)
+{
+	struct kvm_run *run = vcpu->run;
+
+	run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
+	run->internal.suberror = suberror;
+	run->internal.ndata = ndata;
+	run->internal.data[0] = d0;
+	run->internal.data[1] = d1;
+	return 0;
+}
+
+static int emulation_failed(struct vireo_vcpu *vcpu)
+{
+	return exit_internal_error(vcpu, KVM_INTERNAL_ERROR_EMULATION, 1,
+				   vcpu->rip, 0);
+}
+
+/* ---- port I/O ---- */
+
+static const struct kvm_segment *seg_of(const struct kvm_sregs *s,
+					enum vireo_seg seg)
+{
+	switch (seg) {
+	case VIREO_SEG_ES: return &s->es;
+	case VIREO_SEG_CS: return &s->cs;
+	case VIREO_SEG_SS: return &s->ss;
+	case VIREO_SEG_FS: return &s->fs;
+	case VIREO_SEG_GS: return &s->gs;
+	default: return &s->ds;
+	}
+}
+
+static u64 seg_linear(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
+		      enum vireo_seg seg, u64 offset, unsigned int addr_size)
+{
+	u64 la = offset & size_mask(addr_size);
+
+	if (cpu_mode(vcpu, s) == VIREO_MODE_64)
+		return (seg == VIREO_SEG_FS || seg == VIREO_SEG_GS) ?
+			la + seg_of(s, seg)->base : la;
+	return (la + seg_of(s, seg)->base) & 0xffffffff;
+}
+
+/* Step RSI or RDI (and RCX) over @n elements, within the address size. */
+static void string_advance(struct vireo_vcpu *vcpu, int reg, u32 n)
+{
+	unsigned int as = vcpu->pend.addr_size;
+	u64 delta = (u64)n * vcpu->pend.size;
+	u64 mask = size_mask(as);
+	u64 *r = &vcpu->regs[reg];
+
+	if (vcpu->rflags & RFLAGS_DF)
+		delta = -delta;
+	*r = (*r & ~mask) | ((*r + delta) & mask);
+}
+
+static int handle_io(struct vireo_vcpu *vcpu, const struct vireo_exit *exit)
+{
+	struct kvm_run *run = vcpu->run;
+	struct vireo_insn insn;
+	struct kvm_sregs s;
+	u32 len = exit->insn_len;
+	u32 n = 1, max;
+	u64 rcx, la;
+
+	memset(&vcpu->pend, 0, sizeof(vcpu->pend));
+	vcpu->pend.size = exit->io.size;
+	run->exit_reason = KVM_EXIT_IO;
+	run->io.direction = exit->io.in ? KVM_EXIT_IO_IN : KVM_EXIT_IO_OUT;
+	run->io.size = exit->io.size;
+	run->io.port = exit->io.port;
+	run->io.count = 1;
+	run->io.data_offset = KVM_PIO_PAGE_OFFSET * PAGE_SIZE;
+
+	if (!exit->io.string) {
+		if (!len) {
+			vcpu->vm->backend->get_sregs(vcpu, &s);
+			if (decode_at_rip(vcpu, &s, &insn))
+				return emulation_failed(vcpu);
+			len = insn.len;
+		}
+		vcpu->pend.insn_len = len;
+		if (exit->io.in) {
+			vcpu->pending = VCPU_PENDING_PIO_IN;
+		} else {
+			memcpy(vcpu->pio_data, &vcpu->regs[VCPU_RAX],
+			       exit->io.size);
+			vcpu->pending = VCPU_PENDING_PIO_OUT;
+		}
+		return 0;
+	}
+
+	/* INS/OUTS: the decoder says the segment and the address size */
+	vcpu->vm->backend->get_sregs(vcpu, &s);
+	if (decode_at_rip(vcpu, &s, &insn) ||
+	    (insn.op != VIREO_OP_INS && insn.op != VIREO_OP_OUTS))
+		return emulation_failed(vcpu);
+	vcpu->pend.insn_len = insn.len;
+	vcpu->pend.addr_size = insn.addr_size;
+	vcpu->pend.rep = exit->io.rep;
+	if (exit->io.rep) {
+		rcx = vcpu->regs[VCPU_RCX] & size_mask(insn.addr_size);
+		if (!rcx) {
+			vcpu->rip += insn.len;
+			return 1;	/* nothing to do: enter again */
+		}
+		n = min_t(u64, rcx, PAGE_SIZE / exit->io.size);
+	}
+	if (exit->io.in)
+		la = seg_linear(vcpu, &s, VIREO_SEG_ES,
+				vcpu->regs[VCPU_RDI], insn.addr_size);
+	else
+		la = seg_linear(vcpu, &s, insn.seg, vcpu->regs[VCPU_RSI],
+				insn.addr_size);
+	/* one chunk stays within one guest page */
+	if (vcpu->rflags & RFLAGS_DF)
+		max = offset_in_page(la) / exit->io.size + 1;
+	else
+		max = (PAGE_SIZE - offset_in_page(la)) / exit->io.size;
+	n = max(min(n, max), 1U);
+	vcpu->pend.count = n;
+	vcpu->pend.gva = la;
+	run->io.count = n;
+
+	if (exit->io.in) {
+		vcpu->pending = VCPU_PENDING_PIO_IN;
+		return 0;
+	}
+	if (vcpu->rflags & RFLAGS_DF) {
+		u8 *dst = vcpu->pio_data;
+		u32 i;
+
+		/* elements leave in execution order: downwards in memory */
+		for (i = 0; i < n; i++)
+			if (read_linear(vcpu, &s, la - (u64)i * exit->io.size,
+					dst + i * exit->io.size, exit->io.size,
+					0) != exit->io.size)
+				return emulation_failed(vcpu);
+	} else if (read_linear(vcpu, &s, la, vcpu->pio_data,
+			       n * exit->io.size, 0) != n * exit->io.size) {
+		return emulation_failed(vcpu);
+	}
+	vcpu->pending = VCPU_PENDING_PIO_OUT;
+	return 0;
+}
+
+/* Finish a string I/O chunk: step the registers, maybe the instruction. */
+static void finish_string(struct vireo_vcpu *vcpu, int reg, bool rep)
+{
+	u64 mask = size_mask(vcpu->pend.addr_size);
+	u64 *rcx = &vcpu->regs[VCPU_RCX];
+
+	string_advance(vcpu, reg, vcpu->pend.count);
+	if (!rep) {
+		vcpu->rip += vcpu->pend.insn_len;
+		return;
+	}
+	*rcx = (*rcx & ~mask) | ((*rcx - vcpu->pend.count) & mask);
+	/* more to do: run the instruction again for the next chunk */
+	if (!(*rcx & mask))
+		vcpu->rip += vcpu->pend.insn_len;
+}
+
+/* 0 when done, 1 when an internal error exit was set up instead. */
+static int complete_pio(struct vireo_vcpu *vcpu)
+{
+	bool string = vcpu->pend.count > 0;
+	bool rep = vcpu->pend.rep;
+	struct kvm_sregs s;
+	u8 *src;
+	u32 i;
+
+	if (!string) {
+		if (vcpu->pending == VCPU_PENDING_PIO_IN) {
+			u64 val = 0;
+
+			memcpy(&val, vcpu->pio_data, vcpu->pend.size);
+			write_reg(vcpu, VCPU_RAX, false, vcpu->pend.size, val);
+		}
+		vcpu->rip += vcpu->pend.insn_len;
+		return 0;
+	}
+	if (vcpu->pending == VCPU_PENDING_PIO_OUT) {
+		finish_string(vcpu, VCPU_RSI, rep);
+		return 0;
+	}
+	/* INS: the data goes to ES:RDI */
+	vcpu->vm->backend->get_sregs(vcpu, &s);
+	src = vcpu->pio_data;
+	for (i = 0; i < vcpu->pend.count; i++) {
+		u64 la = vcpu->pend.gva;
+
+		if (vcpu->rflags & RFLAGS_DF)
+			la -= (u64)i * vcpu->pend.size;
+		else
+			la += (u64)i * vcpu->pend.size;
+		if (write_linear(vcpu, &s, la, src + i * vcpu->pend.size,
+				 vcpu->pend.size))
+			return emulation_failed(vcpu) + 1;
+	}
+	finish_string(vcpu, VCPU_RDI, rep);
+	return 0;
+}
+
+/* ---- MMIO ---- */
+
+static int handle_mmio(struct vireo_vcpu *vcpu, u64 gpa)
+{
+	struct kvm_run *run = vcpu->run;
+	struct vireo_insn insn;
+	struct kvm_sregs s;
+	u64 val;
+
+	vcpu->vm->backend->get_sregs(vcpu, &s);
+	if (decode_at_rip(vcpu, &s, &insn))
+		return emulation_failed(vcpu);
+
+	memset(&vcpu->pend, 0, sizeof(vcpu->pend));
+	vcpu->pend.insn_len = insn.len;
+	vcpu->pend.size = insn.mem_size;
+	run->exit_reason = KVM_EXIT_MMIO;
+	run->mmio.phys_addr = gpa;
+	run->mmio.len = insn.mem_size;
+	memset(run->mmio.data, 0, sizeof(run->mmio.data));
+
+	switch (insn.op) {
+	case VIREO_OP_STORE:
+	case VIREO_OP_STORE_IMM:
+		if (insn.op == VIREO_OP_STORE)
+			val = read_reg(vcpu, insn.reg, insn.high_byte,
+				       insn.mem_size);
+		else
+			val = insn.imm;
+		memcpy(run->mmio.data, &val, insn.mem_size);
+		run->mmio.is_write = 1;
+		vcpu->pending = VCPU_PENDING_MMIO_WRITE;
+		return 0;
+	case VIREO_OP_LOAD:
+	case VIREO_OP_LOAD_ZX:
+	case VIREO_OP_LOAD_SX:
+		run->mmio.is_write = 0;
+		vcpu->pend.reg = insn.reg;
+		vcpu->pend.high_byte = insn.high_byte;
+		vcpu->pend.sign_extend = insn.op == VIREO_OP_LOAD_SX;
+		vcpu->pend.dst_size = insn.op == VIREO_OP_LOAD ?
+				      insn.mem_size : insn.op_size;
+		vcpu->pending = VCPU_PENDING_MMIO_READ;
+		return 0;
+	default:
+		return emulation_failed(vcpu);
+	}
+}
+
+static void complete_mmio(struct vireo_vcpu *vcpu)
+{
+	u64 val = 0;
+
+	if (vcpu->pending == VCPU_PENDING_MMIO_READ) {
+		memcpy(&val, vcpu->run->mmio.data, vcpu->pend.size);
+		if (vcpu->pend.sign_extend)
+			val = (u64)sign_extend64(val, vcpu->pend.size * 8 - 1);
+		write_reg(vcpu, vcpu->pend.reg, vcpu->pend.high_byte,
+			  vcpu->pend.dst_size, val);
+	}
+	vcpu->rip += vcpu->pend.insn_len;
+}
+
+/*
+ * Whatever the last exit to userspace left: finish it now.  Non-zero
+ * when that failed and run->exit_reason says why.
+ */
+static int complete_pending(struct vireo_vcpu *vcpu)
+{
+	enum vireo_pending p = vcpu->pending;
+	int ret = 0;
+
+	vcpu->pending = VCPU_PENDING_NONE;
+	switch (p) {
+	case VCPU_PENDING_PIO_IN:
+	case VCPU_PENDING_PIO_OUT:
+		vcpu->pending = p;
+		ret = complete_pio(vcpu);
+		vcpu->pending = VCPU_PENDING_NONE;
+		break;
+	case VCPU_PENDING_MMIO_READ:
+	case VCPU_PENDING_MMIO_WRITE:
+		vcpu->pending = p;
+		complete_mmio(vcpu);
+		vcpu->pending = VCPU_PENDING_NONE;
+		break;
+	default:
+		break;
+	}
+	return ret;
+}
+
+/* ---- CPUID, MSRs, XSETBV ---- */
+
+static void handle_cpuid(struct vireo_vcpu *vcpu)
+{
+	u32 leaf = vcpu->regs[VCPU_RAX], sub = vcpu->regs[VCPU_RCX];
+	u32 eax, ebx, ecx, edx;
+
+	if (leaf >= 0x40000000 && leaf < 0x40000100) {
+		/* our own leaves come with KVM_SET_CPUID2 */
+		eax = 0;
+		ebx = 0;
+		ecx = 0;
+		edx = 0;
+	} else {
+		cpuid_count(leaf, sub, &eax, &ebx, &ecx, &edx);
+	}
+	switch (leaf) {
+	case 1:
+		ecx &= ~BIT(5);		/* VMX: no nested virtualization */
+		ecx |= BIT(31);		/* running on a hypervisor */
+		ebx = (ebx & 0x00ffffff) | ((u32)vcpu->id << 24);
+		break;
+	case 0xa:			/* no PMU virtualization yet */
+		eax = 0;
+		ebx = 0;
+		ecx = 0;
+		edx = 0;
+		break;
+	case 0x80000001:
+		ecx &= ~BIT(2);		/* SVM: no nested virtualization */
+		break;
+	}
+	vcpu->regs[VCPU_RAX] = eax;
+	vcpu->regs[VCPU_RBX] = ebx;
+	vcpu->regs[VCPU_RCX] = ecx;
+	vcpu->regs[VCPU_RDX] = edx;
+}
+
+static void inject_gp(struct vireo_vcpu *vcpu)
+{
+	vcpu->vm->backend->inject_exception(vcpu, GP_VECTOR, true, 0);
+}
+
+/* ---- the run loop ---- */
+
+static int stuck_fault(struct vireo_vcpu *vcpu, u64 gpa)
+{
+	return exit_internal_error(vcpu,
+				   KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
+				   2, VIREO_EXIT_TDP_FAULT, gpa);
+}
+
+static u32 insn_len_or(const struct vireo_exit *exit, u32 dflt)
+{
+	return exit->insn_len ? exit->insn_len : dflt;
+}
+
+/*
+ * Handle one exit.  Returns 1 to enter the guest again, 0 to return to
+ * userspace with run->exit_reason set, or a negative errno.
+ */
+static int handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
+{
+	struct kvm_run *run = vcpu->run;
+	u64 val;
+	int ret;
+
+	switch (exit->reason) {
+	case VIREO_EXIT_NONE:
+		return 1;
+	case VIREO_EXIT_IO:
+		return handle_io(vcpu, exit);
+	case VIREO_EXIT_TDP_FAULT:
+		ret = vireo_tdp_map(vcpu->vm, exit->tdp.gpa, exit->tdp.write);
+		if (ret == -ENOENT)
+			return handle_mmio(vcpu, exit->tdp.gpa);
+		return ret ? ret : 1;
+	case VIREO_EXIT_HLT:
+		vcpu->rip += insn_len_or(exit, 1);
+		run->exit_reason = KVM_EXIT_HLT;
+		return 0;
+	case VIREO_EXIT_CPUID:
+		handle_cpuid(vcpu);
+		vcpu->rip += insn_len_or(exit, 2);
+		return 1;
+	case VIREO_EXIT_MSR_READ:
+	case VIREO_EXIT_MSR_WRITE:
+		/* the MSRs a guest may touch come with the full vCPU */
+		inject_gp(vcpu);
+		return 1;
+	case VIREO_EXIT_XSETBV:
+		val = (vcpu->regs[VCPU_RDX] << 32) |
+		      (u32)vcpu->regs[VCPU_RAX];
+		if ((u32)vcpu->regs[VCPU_RCX] == 0 &&
+		    boot_cpu_has(X86_FEATURE_XSAVE) &&
+		    val == xgetbv(XCR_XFEATURE_ENABLED_MASK)) {
+			vcpu->rip += insn_len_or(exit, 3);
+			return 1;
+		}
+		inject_gp(vcpu);
+		return 1;
+	case VIREO_EXIT_HYPERCALL:
+		/* no hypercalls yet: the answer KVM gives unknown ones */
+		vcpu->regs[VCPU_RAX] = (u64)-KVM_ENOSYS_RET;
+		vcpu->rip += insn_len_or(exit, 3);
+		return 1;
+	case VIREO_EXIT_SHUTDOWN:
+		run->exit_reason = KVM_EXIT_SHUTDOWN;
+		return 0;
+	case VIREO_EXIT_FAIL_ENTRY:
+		run->exit_reason = KVM_EXIT_FAIL_ENTRY;
+		run->fail_entry.hardware_entry_failure_reason =
+			exit->fail_reason;
+		run->fail_entry.cpu = vcpu->last_cpu;
+		return 0;
+	case VIREO_EXIT_UNHANDLED:
+	default:
+		return exit_internal_error(vcpu,
+				KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
+				2, exit->raw[0], exit->raw[1]);
+	}
+}
+
+/* Enter the guest once; false if something asks us not to. */
+static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
+{
+	const struct vireo_backend *b = vcpu->vm->backend;
+	int cpu;
+
+	preempt_disable();
+	local_irq_disable();
+	WRITE_ONCE(vcpu->mode, VCPU_IN_GUEST);
+	/* pairs with vireo_flush_all_vcpus(): request, barrier, mode */
+	smp_mb();
+	if (signal_pending(current) || need_resched()) {
+		WRITE_ONCE(vcpu->mode, VCPU_OUTSIDE_GUEST);
+		local_irq_enable();
+		preempt_enable();
+		return false;
+	}
+	if (test_thread_flag(TIF_NEED_FPU_LOAD))
+		switch_fpu_return();
+	cpu = smp_processor_id();
+	if (test_and_clear_bit(VCPU_REQ_TLB_FLUSH, &vcpu->requests) ||
+	    vcpu->last_cpu != cpu)
+		b->flush_tlb(vcpu);
+	vcpu->last_cpu = cpu;
+
+	b->vcpu_run(vcpu, exit);
+
+	WRITE_ONCE(vcpu->mode, VCPU_OUTSIDE_GUEST);
+	local_irq_enable();
+	preempt_enable();
+	return true;
+}
+
+int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	struct vireo_exit *exit = &vcpu->exit;
+	u64 last_fault = ~0ULL;
+	int repeats = 0;
+	int ret;
+
+	/* an exit that could not be finished goes back to userspace */
+	if (complete_pending(vcpu))
+		return 0;
+	if (vireo_run_immediate_exit(run)) {
+		run->exit_reason = KVM_EXIT_INTR;
+		return -EINTR;
+	}
+
+	fpu_swap_kvm_fpstate(&vcpu->guest_fpu, true);
+	for (;;) {
+		if (signal_pending(current)) {
+			run->exit_reason = KVM_EXIT_INTR;
+			ret = -EINTR;
+			break;
+		}
+		cond_resched();
+		memset(exit, 0, sizeof(*exit));
+		if (!enter_guest(vcpu, exit))
+			continue;
+
+		if (exit->reason == VIREO_EXIT_TDP_FAULT) {
+			/* a fault we keep "fixing" means our tables are wrong */
+			if (exit->tdp.gpa >> PAGE_SHIFT == last_fault &&
+			    ++repeats > MAX_REPEATED_FAULTS) {
+				ret = stuck_fault(vcpu, exit->tdp.gpa);
+				break;
+			}
+			if (exit->tdp.gpa >> PAGE_SHIFT != last_fault)
+				repeats = 0;
+			last_fault = exit->tdp.gpa >> PAGE_SHIFT;
+		} else {
+			last_fault = ~0ULL;
+		}
+
+		trace_vireo_exit(vcpu->id, exit->reason, vcpu->rip,
+				 exit->reason == VIREO_EXIT_TDP_FAULT ?
+				 exit->tdp.gpa : exit->raw[0]);
+		ret = handle_exit(vcpu, exit);
+		if (ret <= 0)
+			break;
+	}
+	fpu_swap_kvm_fpstate(&vcpu->guest_fpu, false);
+	trace_vireo_userspace(vcpu->id, run->exit_reason, ret);
+	return ret;
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * VMs and vCPUs as the core keeps them.  Backends embed these at the
+ * start of their own structures (vm_size/vcpu_size in the backend ops)
+ * and reach their part with container_of().
+ */
+#ifndef _VIREO_VIREO_H
+#define _VIREO_VIREO_H
+
+#include <linux/kvm.h>
+#include <linux/mutex.h>
+#include <linux/preempt.h>
+#include <linux/refcount.h>
+#include <linux/types.h>
+#include <asm/fpu/api.h>
+#include <asm/fpu/types.h>
+
+#include <vireo/backend.h>
+
+#define VIREO_MAX_VCPUS		64
+#define VIREO_MAX_VCPU_ID	VIREO_MAX_VCPUS
+#define VIREO_NR_MEMSLOTS	32
+/* KVM_MEM_MAX_NR_PAGES: a slot's size in pages fits 31 bits */
+#define VIREO_MAX_SLOT_PAGES	((1ULL << 31) - 1)
+
+struct vireo_memslot {
+	u64 base_gfn;
+	u64 npages;		/* 0: the slot is unused */
+	u64 userspace_addr;
+	u32 flags;
+};
+
+/* Nested page tables of one VM (arch/x86/tdp.c). */
+struct vireo_tdp {
+	struct page *root;
+	/* every table page, for teardown */
+	struct list_head pages;
+	unsigned long nr_pages;
+	/* pinned guest pages currently mapped */
+	unsigned long nr_mapped;
+};
+
+struct vireo_vm {
+	const struct vireo_backend *backend;
+	struct mm_struct *mm;		/* the VMM's, held by mmgrab() */
+	refcount_t refcount;		/* the VM fd and each vCPU fd */
+
+	/*
+	 * Serialises vCPU creation, memslot changes and the nested page
+	 * tables.  A vCPU takes it to handle a nested page fault, never
+	 * with interrupts off.
+	 */
+	struct mutex lock;
+	struct vireo_vcpu *vcpus[VIREO_MAX_VCPUS];
+	int nr_vcpus;
+	struct vireo_memslot slots[VIREO_NR_MEMSLOTS];
+	struct vireo_tdp tdp;
+
+	u64 tss_addr;
+	u64 identity_map_addr;
+};
+
+/* vcpu->mode */
+enum {
+	VCPU_OUTSIDE_GUEST,
+	VCPU_IN_GUEST,
+};
+
+/* vcpu->requests bits: work to do before the next entry */
+enum {
+	VCPU_REQ_TLB_FLUSH,
+};
+
+/* A KVM_RUN exit the next KVM_RUN must finish before entering. */
+enum vireo_pending {
+	VCPU_PENDING_NONE,
+	VCPU_PENDING_PIO_IN,	/* copy pio data into RAX or memory */
+	VCPU_PENDING_PIO_OUT,	/* advance past the OUT/OUTS */
+	VCPU_PENDING_MMIO_READ,	/* copy run->mmio.data into a register */
+	VCPU_PENDING_MMIO_WRITE,/* advance past the store */
+};
+
+struct vireo_vcpu {
+	struct vireo_vm *vm;
+	int id;			/* KVM vcpu id */
+	int index;		/* in vm->vcpus[] */
+
+	/* Serialises the vCPU's ioctls. */
+	struct mutex mutex;
+	struct kvm_run *run;	/* page 0 of the vCPU mmap */
+	void *pio_data;		/* page KVM_PIO_PAGE_OFFSET of the mmap */
+
+	/* Guest registers outside the VMCS/VMCB: see backend.h. */
+	u64 regs[VCPU_NR_REGS];
+	u64 rip;
+	u64 rflags;
+
+	/* the CPU the vCPU is loaded on, -1 when not loaded */
+	int cpu;
+	/* the CPU it last ran on (for flushes after migration) */
+	int last_cpu;
+	int mode;		/* VCPU_OUTSIDE_GUEST / VCPU_IN_GUEST */
+	unsigned long requests;
+	struct preempt_notifier preempt_notifier;
+	struct fpu_guest guest_fpu;
+
+	/* What the last exit to userspace left to finish. */
+	enum vireo_pending pending;
+	struct {
+		u8 size;	/* access size in bytes */
+		u8 reg;		/* destination register (MMIO read) */
+		u8 high_byte;	/* AH/CH/DH/BH */
+		u8 sign_extend;	/* MOVSX */
+		u8 dst_size;	/* register width written (MMIO read) */
+		u32 insn_len;	/* to add to RIP when done */
+		u32 count;	/* string I/O: elements transferred */
+		u64 gva;	/* string INS: where the data goes */
+		u8 addr_size;	/* string I/O: 2, 4 or 8 */
+		u8 rep;		/* string I/O with a REP prefix */
+	} pend;
+
+	struct vireo_exit exit;
+};
+
+#endif /* _VIREO_VIREO_H */

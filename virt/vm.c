@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * VM file descriptors: creation and teardown, memory slots, vCPU
+ * creation and the capabilities a VMM may ask about.
+ */
+#define pr_fmt(fmt) "vireo: " fmt
+
+#include <linux/anon_inodes.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/kvm.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include <vireo/core.h>
+#include <vireo/mmu.h>
+
+/* Nested page tables map 4 levels: 48 bits of guest-physical space. */
+#define VIREO_GPA_LIMIT		BIT_ULL(48)
+
+long vireo_check_extension(struct vireo_vm *vm, long cap)
+{
+	switch (cap) {
+	case KVM_CAP_USER_MEMORY:
+	case KVM_CAP_SET_TSS_ADDR:
+	case KVM_CAP_SET_IDENTITY_MAP_ADDR:
+	case KVM_CAP_IMMEDIATE_EXIT:
+	case KVM_CAP_DESTROY_MEMORY_REGION_WORKS:
+	case KVM_CAP_JOIN_MEMORY_REGIONS_WORKS:
+		return 1;
+	case KVM_CAP_NR_MEMSLOTS:
+		return VIREO_NR_MEMSLOTS;
+	case KVM_CAP_NR_VCPUS:
+	case KVM_CAP_MAX_VCPUS:
+		return VIREO_MAX_VCPUS;
+	case KVM_CAP_MAX_VCPU_ID:
+		return VIREO_MAX_VCPU_ID;
+	case KVM_CAP_MULTI_ADDRESS_SPACE:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+void vireo_vm_get(struct vireo_vm *vm)
+{
+	refcount_inc(&vm->refcount);
+}
+
+static void vm_destroy(struct vireo_vm *vm)
+{
+	const struct vireo_backend *b = vm->backend;
+	int i;
+
+	for (i = 0; i < vm->nr_vcpus; i++)
+		vireo_vcpu_destroy(vm->vcpus[i]);
+	vireo_tdp_destroy(vm);
+	b->vm_destroy(vm);
+	mmdrop(vm->mm);
+	kfree(vm);
+	vireo_put_backend(b);
+}
+
+void vireo_vm_put(struct vireo_vm *vm)
+{
+	if (refcount_dec_and_test(&vm->refcount))
+		vm_destroy(vm);
+}
+
+struct vireo_memslot *vireo_find_slot(struct vireo_vm *vm, u64 gfn)
+{
+	struct vireo_memslot *slot;
+	int i;
+
+	for (i = 0; i < VIREO_NR_MEMSLOTS; i++) {
+		slot = &vm->slots[i];
+		if (slot->npages && gfn >= slot->base_gfn &&
+		    gfn - slot->base_gfn < slot->npages)
+			return slot;
+	}
+	return NULL;
+}
+
+static bool slot_overlaps(struct vireo_vm *vm, int except, u64 gfn,
+			  u64 npages)
+{
+	struct vireo_memslot *slot;
+	int i;
+
+	for (i = 0; i < VIREO_NR_MEMSLOTS; i++) {
+		slot = &vm->slots[i];
+		if (i == except || !slot->npages)
+			continue;
+		if (gfn < slot->base_gfn + slot->npages &&
+		    slot->base_gfn < gfn + npages)
+			return true;
+	}
+	return false;
+}
+
+/* KVM_SET_USER_MEMORY_REGION, with KVM's checks and errnos. */
+static int vm_set_memory_region(struct vireo_vm *vm,
+				const struct kvm_userspace_memory_region *mem)
+{
+	u32 as_id = mem->slot >> 16, id = mem->slot & 0xffff;
+	u64 npages = mem->memory_size >> PAGE_SHIFT;
+	u64 gfn = mem->guest_phys_addr >> PAGE_SHIFT;
+	struct vireo_memslot *slot;
+	int ret = 0;
+
+	/*
+	 * No flag is implemented yet: dirty logging and read-only slots
+	 * come with the memory model.
+	 */
+	if (mem->flags)
+		return -EINVAL;
+	if (as_id || id >= VIREO_NR_MEMSLOTS)
+		return -EINVAL;
+	if (!PAGE_ALIGNED(mem->memory_size) ||
+	    !PAGE_ALIGNED(mem->guest_phys_addr) ||
+	    !PAGE_ALIGNED(mem->userspace_addr))
+		return -EINVAL;
+	if (mem->memory_size &&
+	    !access_ok(u64_to_user_ptr(mem->userspace_addr), mem->memory_size))
+		return -EINVAL;
+	if (mem->guest_phys_addr + mem->memory_size < mem->guest_phys_addr ||
+	    mem->guest_phys_addr + mem->memory_size > VIREO_GPA_LIMIT)
+		return -EINVAL;
+	if (npages > VIREO_MAX_SLOT_PAGES)
+		return -EINVAL;
+
+	mutex_lock(&vm->lock);
+	slot = &vm->slots[id];
+	if (!npages) {
+		/* delete */
+		if (!slot->npages) {
+			ret = -EINVAL;
+			goto out;
+		}
+		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
+		memset(slot, 0, sizeof(*slot));
+		goto out;
+	}
+	if (slot->npages) {
+		/* only moving an existing slot is allowed */
+		if (mem->userspace_addr != slot->userspace_addr ||
+		    npages != slot->npages) {
+			ret = -EINVAL;
+			goto out;
+		}
+		if (gfn == slot->base_gfn)
+			goto out;
+		if (slot_overlaps(vm, id, gfn, npages)) {
+			ret = -EEXIST;
+			goto out;
+		}
+		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
+		slot->base_gfn = gfn;
+		goto out;
+	}
+	if (slot_overlaps(vm, id, gfn, npages)) {
+		ret = -EEXIST;
+		goto out;
+	}
+	slot->base_gfn = gfn;
+	slot->npages = npages;
+	slot->userspace_addr = mem->userspace_addr;
+	slot->flags = mem->flags;
+out:
+	mutex_unlock(&vm->lock);
+	return ret;
+}
+
+static long vm_ioctl(struct file *filp, unsigned int ioctl, unsigned long arg)
+{
+	struct vireo_vm *vm = filp->private_data;
+	void __user *argp = (void __user *)arg;
+	long ret;
+
+	if (vm->mm != current->mm)
+		return -EIO;
+
+	switch (ioctl) {
+	case KVM_CREATE_VCPU:
+		return vireo_create_vcpu(vm, arg);
+	case KVM_SET_USER_MEMORY_REGION: {
+		struct kvm_userspace_memory_region mem;
+
+		if (copy_from_user(&mem, argp, sizeof(mem)))
+			return -EFAULT;
+		return vm_set_memory_region(vm, &mem);
+	}
+	case KVM_CHECK_EXTENSION:
+		return vireo_check_extension(vm, arg);
+	case KVM_SET_TSS_ADDR:
+		/* three pages below 4 GiB, as for KVM on VMX */
+		if (arg > (u32)(-3 * PAGE_SIZE))
+			return -EINVAL;
+		mutex_lock(&vm->lock);
+		vm->tss_addr = arg;
+		mutex_unlock(&vm->lock);
+		return 0;
+	case KVM_SET_IDENTITY_MAP_ADDR: {
+		u64 addr;
+
+		if (copy_from_user(&addr, argp, sizeof(addr)))
+			return -EFAULT;
+		mutex_lock(&vm->lock);
+		ret = -EINVAL;
+		if (!vm->nr_vcpus) {
+			vm->identity_map_addr = addr;
+			ret = 0;
+		}
+		mutex_unlock(&vm->lock);
+		return ret;
+	}
+	default:
+		/* as KVM answers an unknown VM ioctl */
+		return -ENOTTY;
+	}
+}
+
+static int vm_release(struct inode *inode, struct file *filp)
+{
+	vireo_vm_put(filp->private_data);
+	return 0;
+}
+
+static const struct file_operations vm_fops = {
+	.owner = THIS_MODULE,
+	.release = vm_release,
+	.unlocked_ioctl = vm_ioctl,
+	.compat_ioctl = vm_ioctl,
+	.llseek = noop_llseek,
+};
+
+int vireo_create_vm(unsigned long type)
+{
+	const struct vireo_backend *b;
+	struct vireo_vm *vm;
+	int ret, fd;
+
+	/* only KVM_X86_DEFAULT_VM */
+	if (type)
+		return -EINVAL;
+	b = vireo_get_backend();
+	if (!b)
+		return -ENODEV;
+
+	ret = -ENOMEM;
+	vm = kzalloc(b->vm_size, GFP_KERNEL_ACCOUNT);
+	if (!vm)
+		goto put_backend;
+	vm->backend = b;
+	refcount_set(&vm->refcount, 1);
+	mutex_init(&vm->lock);
+	vm->mm = current->mm;
+	mmgrab(vm->mm);
+
+	ret = b->vm_init(vm);
+	if (ret)
+		goto free_vm;
+	ret = vireo_tdp_init(vm);
+	if (ret)
+		goto destroy_vm;
+
+	fd = anon_inode_getfd("vireo-vm", &vm_fops, vm, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		ret = fd;
+		goto destroy_tdp;
+	}
+	return fd;
+
+destroy_tdp:
+	vireo_tdp_destroy(vm);
+destroy_vm:
+	b->vm_destroy(vm);
+free_vm:
+	mmdrop(vm->mm);
+	kfree(vm);
+put_backend:
+	vireo_put_backend(b);
+	return ret;
+}
