@@ -319,12 +319,13 @@ int main(int argc, char **argv)
 	setitimer(ITIMER_REAL, &tick, NULL);
 
 	tap_diag("%ld guests in %ld s", iterations, (long)(t.tv_sec - t0.tv_sec));
-	tap_diag("%lu KVM_RUNs, %lu ioctl pokes: io %lu mmio %lu hlt %lu shutdown %lu internal %lu fail_entry %lu intr %lu, EINTR %lu, EFAULT %lu",
-		 c.runs, c.ioctl_calls, c.exits[KVM_EXIT_IO],
-		 c.exits[KVM_EXIT_MMIO], c.exits[KVM_EXIT_HLT],
-		 c.exits[KVM_EXIT_SHUTDOWN], c.exits[KVM_EXIT_INTERNAL_ERROR],
-		 c.exits[KVM_EXIT_FAIL_ENTRY], c.exits[KVM_EXIT_INTR],
-		 c.eintr, c.efault);
+	tap_diag("%lu KVM_RUNs, %lu ioctl pokes", c.runs, c.ioctl_calls);
+	tap_diag("exits: io %lu mmio %lu hlt %lu shutdown %lu internal %lu fail_entry %lu",
+		 c.exits[KVM_EXIT_IO], c.exits[KVM_EXIT_MMIO],
+		 c.exits[KVM_EXIT_HLT], c.exits[KVM_EXIT_SHUTDOWN],
+		 c.exits[KVM_EXIT_INTERNAL_ERROR],
+		 c.exits[KVM_EXIT_FAIL_ENTRY]);
+	tap_diag("errors: EINTR %lu, EFAULT %lu", c.eintr, c.efault);
 	tap_ok(c.runs >= (unsigned long)iterations,
 	       "%ld random guests ran (%lu KVM_RUNs)", iterations, c.runs);
 	tap_ok(!c.bad_errno, "KVM_RUN answered only exits, EINTR or EFAULT (%lu others)",

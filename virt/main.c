@@ -132,6 +132,8 @@ static long vireo_dev_ioctl(struct file *filp, unsigned int ioctl,
 			return -EINVAL;
 		/* kvm_run, then the PIO data page */
 		return 2 * PAGE_SIZE;
+	case KVM_GET_SUPPORTED_CPUID:
+		return vireo_get_supported_cpuid((void __user *)arg);
 	case VIREO_GET_BACKEND:
 		mutex_lock(&backend_lock);
 		ret = backend ? backend->id : VIREO_BACKEND_NONE;

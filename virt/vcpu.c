@@ -160,6 +160,7 @@ void vireo_vcpu_destroy(struct vireo_vcpu *vcpu)
 {
 	vcpu->vm->backend->vcpu_free(vcpu);
 	fpu_free_guest_fpstate(&vcpu->guest_fpu);
+	kvfree(vcpu->cpuid);
 	free_page((unsigned long)vcpu->pio_data);
 	free_page((unsigned long)vcpu->run);
 	kfree(vcpu);

@@ -29,6 +29,7 @@ long vireo_check_extension(struct vireo_vm *vm, long cap)
 	case KVM_CAP_IMMEDIATE_EXIT:
 	case KVM_CAP_DESTROY_MEMORY_REGION_WORKS:
 	case KVM_CAP_JOIN_MEMORY_REGIONS_WORKS:
+	case KVM_CAP_EXT_CPUID:
 		return 1;
 	case KVM_CAP_NR_MEMSLOTS:
 		return VIREO_NR_MEMSLOTS;

@@ -156,6 +156,10 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 			set_bit(VCPU_REQ_TLB_FLUSH, &vcpu->requests);
 		return ret;
 	}
+	case KVM_SET_CPUID2:
+		return vireo_set_cpuid2(vcpu, argp);
+	case KVM_GET_CPUID2:
+		return vireo_get_cpuid2(vcpu, argp);
 	default:
 		/* as KVM answers an unknown vCPU ioctl */
 		return -EINVAL;
@@ -570,38 +574,15 @@ static int complete_pending(struct vireo_vcpu *vcpu)
 
 static void handle_cpuid(struct vireo_vcpu *vcpu)
 {
-	u32 leaf = vcpu->regs[VCPU_RAX], sub = vcpu->regs[VCPU_RCX];
-	u32 eax, ebx, ecx, edx;
+	struct kvm_sregs s;
+	bool osxsave = false;
 
-	if (leaf >= 0x40000000 && leaf < 0x40000100) {
-		/* our own leaves come with KVM_SET_CPUID2 */
-		eax = 0;
-		ebx = 0;
-		ecx = 0;
-		edx = 0;
-	} else {
-		cpuid_count(leaf, sub, &eax, &ebx, &ecx, &edx);
+	/* only leaf 1 depends on the guest's state: CR4.OSXSAVE */
+	if ((u32)vcpu->regs[VCPU_RAX] == 1) {
+		vcpu->vm->backend->get_sregs(vcpu, &s);
+		osxsave = s.cr4 & X86_CR4_OSXSAVE;
 	}
-	switch (leaf) {
-	case 1:
-		ecx &= ~BIT(5);		/* VMX: no nested virtualization */
-		ecx |= BIT(31);		/* running on a hypervisor */
-		ebx = (ebx & 0x00ffffff) | ((u32)vcpu->id << 24);
-		break;
-	case 0xa:			/* no PMU virtualization yet */
-		eax = 0;
-		ebx = 0;
-		ecx = 0;
-		edx = 0;
-		break;
-	case 0x80000001:
-		ecx &= ~BIT(2);		/* SVM: no nested virtualization */
-		break;
-	}
-	vcpu->regs[VCPU_RAX] = eax;
-	vcpu->regs[VCPU_RBX] = ebx;
-	vcpu->regs[VCPU_RCX] = ecx;
-	vcpu->regs[VCPU_RDX] = edx;
+	vireo_emulate_cpuid(vcpu, osxsave);
 }
 
 static void inject_gp(struct vireo_vcpu *vcpu)
@@ -733,6 +714,7 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 	/* an exit that could not be finished goes back to userspace */
 	if (complete_pending(vcpu))
 		return 0;
+	vcpu->has_run = true;
 	if (vireo_run_immediate_exit(run)) {
 		run->exit_reason = KVM_EXIT_INTR;
 		return -EINTR;

@@ -36,4 +36,10 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu);
 long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 			   unsigned long arg);
 
+/* arch/x86/cpuid.c */
+long vireo_get_supported_cpuid(struct kvm_cpuid2 __user *argp);
+long vireo_set_cpuid2(struct vireo_vcpu *vcpu, struct kvm_cpuid2 __user *argp);
+long vireo_get_cpuid2(struct vireo_vcpu *vcpu, struct kvm_cpuid2 __user *argp);
+void vireo_emulate_cpuid(struct vireo_vcpu *vcpu, bool guest_osxsave);
+
 #endif /* _VIREO_CORE_H */

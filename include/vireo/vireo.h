@@ -120,6 +120,12 @@ struct vireo_vcpu {
 	} pend;
 
 	struct vireo_exit exit;
+
+	/* KVM_SET_CPUID2's table (arch/x86/cpuid.c) */
+	struct kvm_cpuid_entry2 *cpuid;
+	int cpuid_nent;
+	/* KVM_RUN was called: CPUID is frozen from now on */
+	bool has_run;
 };
 
 #endif /* _VIREO_VIREO_H */
