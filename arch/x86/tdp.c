@@ -250,6 +250,7 @@ int vireo_read_guest(struct vireo_vm *vm, u64 gpa, void *buf,
 {
 	return guest_copy(vm, gpa, buf, len, false);
 }
+EXPORT_SYMBOL_GPL(vireo_read_guest);
 
 int vireo_write_guest(struct vireo_vm *vm, u64 gpa, const void *buf,
 		      unsigned long len)

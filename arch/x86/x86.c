@@ -728,6 +728,11 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 			break;
 		}
 		cond_resched();
+		if (vcpu->vm->backend->pre_entry) {
+			ret = vcpu->vm->backend->pre_entry(vcpu);
+			if (ret)
+				break;
+		}
 		memset(exit, 0, sizeof(*exit));
 		if (!enter_guest(vcpu, exit))
 			continue;

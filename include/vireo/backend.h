@@ -132,6 +132,12 @@ struct vireo_backend {
 	void (*vcpu_put)(struct vireo_vcpu *vcpu);
 
 	/*
+	 * Optional: work before an entry that may sleep or touch guest
+	 * memory (VMX: PAE PDPTEs).  Interrupts on, vCPU loaded.
+	 */
+	int (*pre_entry)(struct vireo_vcpu *vcpu);
+
+	/*
 	 * Enter the guest once and come back with *exit filled in.
 	 * Interrupts are off; the guest FPU is loaded.  The backend
 	 * restores every piece of host state the exit leaves clobbered
