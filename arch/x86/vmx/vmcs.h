@@ -7,6 +7,7 @@
 #define _VIREO_VMX_VMCS_H
 
 #include <linux/bits.h>
+#include <linux/types.h>
 
 /* 16-bit fields */
 #define VMCS_VPID			0x0000
@@ -221,5 +222,9 @@ enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_LDTR, SEG_TR };
 #define EPT_WRITE			BIT_ULL(1)
 #define EPT_EXEC			BIT_ULL(2)
 #define EPT_MT_WB			(6ULL << 3)
+
+/* vmenter.S */
+int vireo_vmx_enter(u64 *regs, bool launched);
+void vireo_vmx_exit_point(void);
 
 #endif /* _VIREO_VMX_VMCS_H */

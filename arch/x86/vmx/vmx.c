@@ -54,7 +54,7 @@ MODULE_PARM_DESC(vpid, "Tag guest TLB entries with VPIDs when the CPU has them (
 #define PAT_POWER_ON			0x0007040600070406ULL
 #define UD_VECTOR			6
 #define GP_VECTOR			13
-#define NR_VPIDS			(1 << 16)
+#define NR_VPIDS			BIT(16)
 
 static u32 vmcs_revision;
 static bool have_vpid;
@@ -111,12 +111,9 @@ static inline struct vmx_vm *to_vmx_vm(struct vireo_vm *vm)
 	return container_of(vm, struct vmx_vm, vm);
 }
 
-int vireo_vmx_enter(u64 *regs, bool launched);
-void vireo_vmx_exit_point(void);
-
 /* ---- VMX instructions ---- */
 
-static inline u64 vmread(unsigned long field)
+static inline u64 vmcs_read(unsigned long field)
 {
 	unsigned long value = 0;
 
@@ -129,7 +126,7 @@ static inline u64 vmread(unsigned long field)
 	return value;
 }
 
-static inline void vmwrite(unsigned long field, u64 value)
+static inline void vmcs_write(unsigned long field, u64 value)
 {
 	asm volatile("1: vmwrite %[value], %[field]\n"
 		     "2:\n\t"
@@ -139,7 +136,7 @@ static inline void vmwrite(unsigned long field, u64 value)
 }
 
 /* 0 on success */
-static inline int vmptrld(u64 pa)
+static inline int vmcs_load(u64 pa)
 {
 	u8 fail = 1;
 
@@ -151,7 +148,7 @@ static inline int vmptrld(u64 pa)
 	return fail;
 }
 
-static inline void vmclear(u64 pa)
+static inline void vmcs_clear(u64 pa)
 {
 	asm volatile("1: vmclear %[pa]\n"
 		     "2:\n\t"
@@ -159,7 +156,7 @@ static inline void vmclear(u64 pa)
 		     : : [pa] "m" (pa) : "cc", "memory");
 }
 
-static inline void invept(unsigned long type, u64 eptp)
+static inline void ept_flush(unsigned long type, u64 eptp)
 {
 	struct { u64 eptp, reserved; } desc = { eptp, 0 };
 
@@ -170,7 +167,7 @@ static inline void invept(unsigned long type, u64 eptp)
 		     : "cc", "memory");
 }
 
-static inline void invvpid(unsigned long type, u16 vpid)
+static inline void vpid_flush(unsigned long type, u16 vpid)
 {
 	struct { u64 vpid, gva; } desc = { vpid, 0 };
 
@@ -218,7 +215,7 @@ static void vmx_clear_local(struct vmx_vcpu *vmx)
 {
 	struct vmx_cpu *vc = this_cpu_ptr(&vmx_cpus);
 
-	vmclear(vmx->vmcs_pa);
+	vmcs_clear(vmx->vmcs_pa);
 	if (vc->current_vmcs == vmx->vmcs_pa)
 		vc->current_vmcs = 0;
 	list_del(&vmx->loaded_link);
@@ -290,7 +287,7 @@ static void vmx_emergency_disable(void)
 		/* a kdump kernel may want what the VMCSs cache */
 		if (vc->loaded.next)
 			list_for_each_entry(vmx, &vc->loaded, loaded_link)
-				vmclear(vmx->vmcs_pa);
+				vmcs_clear(vmx->vmcs_pa);
 		cpu_vmxoff();
 		cr4_clear_bits(X86_CR4_VMXE);
 	}
@@ -460,7 +457,6 @@ static int vmx_alloc_regions(void)
 	return 0;
 }
 
-
 /* ---- VMs and TLBs ---- */
 
 static int vmx_vm_init(struct vireo_vm *vm)
@@ -491,16 +487,16 @@ static void vmx_flush_tlb(struct vireo_vcpu *vcpu)
 
 	/* guest-physical and combined mappings tagged with our EPTP */
 	if (ept_vpid_cap & EPT_CAP_INVEPT_SINGLE)
-		invept(1, to_vmx_vm(vcpu->vm)->eptp);
+		ept_flush(1, to_vmx_vm(vcpu->vm)->eptp);
 	else
-		invept(2, 0);
+		ept_flush(2, 0);
 	if (!vmx->vpid)
 		return;
 	/* linear mappings tagged with the vCPU's VPID */
 	if (ept_vpid_cap & VPID_CAP_INVVPID_SINGLE)
-		invvpid(1, vmx->vpid);
+		vpid_flush(1, vmx->vpid);
 	else
-		invvpid(2, 0);
+		vpid_flush(2, 0);
 }
 
 /* ---- loading a VMCS ---- */
@@ -515,14 +511,14 @@ static void vmx_set_host_cpu_state(void)
 
 	tr_base = tss->base0 | ((u64)tss->base1 << 16) |
 		  ((u64)tss->base2 << 24) | ((u64)tss->base3 << 32);
-	vmwrite(HOST_TR_BASE, tr_base);
-	vmwrite(HOST_GDTR_BASE, vc->gdt.address);
-	vmwrite(HOST_IDTR_BASE, vc->idt.address);
+	vmcs_write(HOST_TR_BASE, tr_base);
+	vmcs_write(HOST_GDTR_BASE, vc->gdt.address);
+	vmcs_write(HOST_IDTR_BASE, vc->idt.address);
 	rdmsrl(MSR_IA32_SYSENTER_ESP, v);
-	vmwrite(HOST_SYSENTER_ESP, v);
+	vmcs_write(HOST_SYSENTER_ESP, v);
 	rdmsrl(MSR_GS_BASE, v);
-	vmwrite(HOST_GS_BASE, v);
-	vmwrite(HOST_CR4, cr4_read_shadow());
+	vmcs_write(HOST_GS_BASE, v);
+	vmcs_write(HOST_CR4, cr4_read_shadow());
 }
 
 static void vmx_vcpu_load(struct vireo_vcpu *vcpu, int cpu)
@@ -540,7 +536,7 @@ static void vmx_vcpu_load(struct vireo_vcpu *vcpu, int cpu)
 		local_irq_restore(flags);
 	}
 	if (vc->current_vmcs != vmx->vmcs_pa) {
-		if (vmptrld(vmx->vmcs_pa))
+		if (vmcs_load(vmx->vmcs_pa))
 			pr_err_ratelimited("VMPTRLD failed\n");
 		vc->current_vmcs = vmx->vmcs_pa;
 	}
@@ -566,11 +562,11 @@ static u32 ar_from_kvm(const struct kvm_segment *k)
 
 static void seg_get(int n, struct kvm_segment *k)
 {
-	u32 ar = vmread(SEG_AR(n));
+	u32 ar = vmcs_read(SEG_AR(n));
 
-	k->base = vmread(SEG_BASE(n));
-	k->limit = vmread(SEG_LIMIT(n));
-	k->selector = vmread(SEG_SELECTOR(n));
+	k->base = vmcs_read(SEG_BASE(n));
+	k->limit = vmcs_read(SEG_LIMIT(n));
+	k->selector = vmcs_read(SEG_SELECTOR(n));
 	k->type = ar & 0xf;
 	k->s = (ar >> 4) & 1;
 	k->dpl = (ar >> 5) & 3;
@@ -584,52 +580,52 @@ static void seg_get(int n, struct kvm_segment *k)
 
 static void seg_set(int n, const struct kvm_segment *k)
 {
-	vmwrite(SEG_BASE(n), k->base);
-	vmwrite(SEG_LIMIT(n), k->limit);
-	vmwrite(SEG_SELECTOR(n), k->selector);
-	vmwrite(SEG_AR(n), ar_from_kvm(k));
+	vmcs_write(SEG_BASE(n), k->base);
+	vmcs_write(SEG_LIMIT(n), k->limit);
+	vmcs_write(SEG_SELECTOR(n), k->selector);
+	vmcs_write(SEG_AR(n), ar_from_kvm(k));
 }
 
 static void seg_reset(int n, u16 sel, u64 base, u32 ar)
 {
-	vmwrite(SEG_SELECTOR(n), sel);
-	vmwrite(SEG_BASE(n), base);
-	vmwrite(SEG_LIMIT(n), 0xffff);
-	vmwrite(SEG_AR(n), ar);
+	vmcs_write(SEG_SELECTOR(n), sel);
+	vmcs_write(SEG_BASE(n), base);
+	vmcs_write(SEG_LIMIT(n), 0xffff);
+	vmcs_write(SEG_AR(n), ar);
 }
 
 static u64 guest_cr0(struct vmx_vcpu *vmx)
 {
-	return (vmread(GUEST_CR0) & ~cr0_host_mask) |
-	       (vmread(CR0_READ_SHADOW) & cr0_host_mask);
+	return (vmcs_read(GUEST_CR0) & ~cr0_host_mask) |
+	       (vmcs_read(CR0_READ_SHADOW) & cr0_host_mask);
 }
 
 static u64 guest_cr4(struct vmx_vcpu *vmx)
 {
-	return (vmread(GUEST_CR4) & ~cr4_host_mask) |
-	       (vmread(CR4_READ_SHADOW) & cr4_host_mask);
+	return (vmcs_read(GUEST_CR4) & ~cr4_host_mask) |
+	       (vmcs_read(CR4_READ_SHADOW) & cr4_host_mask);
 }
 
 static void set_cr0(struct vmx_vcpu *vmx, u64 cr0)
 {
-	vmwrite(CR0_READ_SHADOW, cr0);
-	vmwrite(GUEST_CR0, (cr0 | cr0_fixed0) & cr0_fixed1);
+	vmcs_write(CR0_READ_SHADOW, cr0);
+	vmcs_write(GUEST_CR0, (cr0 | cr0_fixed0) & cr0_fixed1);
 }
 
 static void set_cr4(struct vmx_vcpu *vmx, u64 cr4)
 {
-	vmwrite(CR4_READ_SHADOW, cr4);
-	vmwrite(GUEST_CR4, (cr4 | cr4_fixed0) & cr4_fixed1);
+	vmcs_write(CR4_READ_SHADOW, cr4);
+	vmcs_write(GUEST_CR4, (cr4 | cr4_fixed0) & cr4_fixed1);
 }
 
 static void set_efer(struct vmx_vcpu *vmx, u64 efer)
 {
-	vmwrite(GUEST_IA32_EFER, efer);
+	vmcs_write(GUEST_IA32_EFER, efer);
 	if (efer & EFER_LMA)
 		vmx->entry_ctls |= ENTRY_IA32E;
 	else
 		vmx->entry_ctls &= ~ENTRY_IA32E;
-	vmwrite(ENTRY_CONTROLS, vmx->entry_ctls);
+	vmcs_write(ENTRY_CONTROLS, vmx->entry_ctls);
 }
 
 static bool pae_paging(u64 cr0, u64 cr4, u64 efer)
@@ -650,16 +646,16 @@ static void vmx_get_sregs(struct vireo_vcpu *vcpu, struct kvm_sregs *s)
 	seg_get(SEG_SS, &s->ss);
 	seg_get(SEG_TR, &s->tr);
 	seg_get(SEG_LDTR, &s->ldt);
-	s->gdt.base = vmread(GUEST_GDTR_BASE);
-	s->gdt.limit = vmread(GUEST_GDTR_LIMIT);
-	s->idt.base = vmread(GUEST_IDTR_BASE);
-	s->idt.limit = vmread(GUEST_IDTR_LIMIT);
+	s->gdt.base = vmcs_read(GUEST_GDTR_BASE);
+	s->gdt.limit = vmcs_read(GUEST_GDTR_LIMIT);
+	s->idt.base = vmcs_read(GUEST_IDTR_BASE);
+	s->idt.limit = vmcs_read(GUEST_IDTR_LIMIT);
 	s->cr0 = guest_cr0(vmx);
 	s->cr2 = vmx->cr2;
-	s->cr3 = vmread(GUEST_CR3);
+	s->cr3 = vmcs_read(GUEST_CR3);
 	s->cr4 = guest_cr4(vmx);
 	s->cr8 = vmx->cr8;
-	s->efer = vmread(GUEST_IA32_EFER);
+	s->efer = vmcs_read(GUEST_IA32_EFER);
 	s->apic_base = vmx->apic_base;
 	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
 }
@@ -679,13 +675,13 @@ static int vmx_set_sregs(struct vireo_vcpu *vcpu, const struct kvm_sregs *s)
 	seg_set(SEG_SS, &s->ss);
 	seg_set(SEG_TR, &s->tr);
 	seg_set(SEG_LDTR, &s->ldt);
-	vmwrite(GUEST_GDTR_BASE, s->gdt.base);
-	vmwrite(GUEST_GDTR_LIMIT, s->gdt.limit);
-	vmwrite(GUEST_IDTR_BASE, s->idt.base);
-	vmwrite(GUEST_IDTR_LIMIT, s->idt.limit);
+	vmcs_write(GUEST_GDTR_BASE, s->gdt.base);
+	vmcs_write(GUEST_GDTR_LIMIT, s->gdt.limit);
+	vmcs_write(GUEST_IDTR_BASE, s->idt.base);
+	vmcs_write(GUEST_IDTR_LIMIT, s->idt.limit);
 	set_cr0(vmx, s->cr0);
 	set_cr4(vmx, s->cr4);
-	vmwrite(GUEST_CR3, s->cr3);
+	vmcs_write(GUEST_CR3, s->cr3);
 	set_efer(vmx, s->efer);
 	vmx->cr2 = s->cr2;
 	vmx->cr8 = s->cr8 & 0xf;
@@ -706,10 +702,10 @@ static int vmx_pre_entry(struct vireo_vcpu *vcpu)
 		return 0;
 	vmx->pdptrs_stale = false;
 	/* outside guest memory: the entry fails and says so */
-	vireo_read_guest(vcpu->vm, vmread(GUEST_CR3) & ~0x1fULL, pdpte,
+	vireo_read_guest(vcpu->vm, vmcs_read(GUEST_CR3) & ~0x1fULL, pdpte,
 			 sizeof(pdpte));
 	for (i = 0; i < 4; i++)
-		vmwrite(GUEST_PDPTR0 + 2 * i, pdpte[i]);
+		vmcs_write(GUEST_PDPTR0 + 2 * i, pdpte[i]);
 	return 0;
 }
 
@@ -722,9 +718,9 @@ static void vmx_inject_exception(struct vireo_vcpu *vcpu, u8 vector,
 	/* real mode delivers no error codes */
 	if (has_error && (guest_cr0(vmx) & X86_CR0_PE)) {
 		info |= INTR_INFO_ERROR_VALID;
-		vmwrite(ENTRY_EXCEPTION_ERROR_CODE, error_code);
+		vmcs_write(ENTRY_EXCEPTION_ERROR_CODE, error_code);
 	}
-	vmwrite(ENTRY_INTR_INFO, info);
+	vmcs_write(ENTRY_INTR_INFO, info);
 }
 
 /* ---- vCPUs ---- */
@@ -735,47 +731,47 @@ static void vmx_setup_vmcs(struct vmx_vcpu *vmx)
 	u64 v;
 
 	/* controls */
-	vmwrite(PIN_BASED_CONTROLS, pin_ctls);
-	vmwrite(PROC_BASED_CONTROLS, proc_ctls);
-	vmwrite(SECONDARY_CONTROLS, proc2_ctls);
-	vmwrite(EXIT_CONTROLS, exit_ctls);
+	vmcs_write(PIN_BASED_CONTROLS, pin_ctls);
+	vmcs_write(PROC_BASED_CONTROLS, proc_ctls);
+	vmcs_write(SECONDARY_CONTROLS, proc2_ctls);
+	vmcs_write(EXIT_CONTROLS, exit_ctls);
 	vmx->entry_ctls = entry_ctls;
-	vmwrite(ENTRY_CONTROLS, vmx->entry_ctls);
-	vmwrite(EXCEPTION_BITMAP, 0);
-	vmwrite(CR3_TARGET_COUNT, 0);
-	vmwrite(EXIT_MSR_STORE_COUNT, 0);
-	vmwrite(EXIT_MSR_LOAD_COUNT, 0);
-	vmwrite(ENTRY_MSR_LOAD_COUNT, 0);
-	vmwrite(ENTRY_INTR_INFO, 0);
-	vmwrite(MSR_BITMAP, page_to_phys(msr_bitmap));
-	vmwrite(EPT_POINTER, to_vmx_vm(vcpu->vm)->eptp);
+	vmcs_write(ENTRY_CONTROLS, vmx->entry_ctls);
+	vmcs_write(EXCEPTION_BITMAP, 0);
+	vmcs_write(CR3_TARGET_COUNT, 0);
+	vmcs_write(EXIT_MSR_STORE_COUNT, 0);
+	vmcs_write(EXIT_MSR_LOAD_COUNT, 0);
+	vmcs_write(ENTRY_MSR_LOAD_COUNT, 0);
+	vmcs_write(ENTRY_INTR_INFO, 0);
+	vmcs_write(MSR_BITMAP, page_to_phys(msr_bitmap));
+	vmcs_write(EPT_POINTER, to_vmx_vm(vcpu->vm)->eptp);
 	if (vmx->vpid)
-		vmwrite(VMCS_VPID, vmx->vpid);
-	vmwrite(CR0_GUEST_HOST_MASK, cr0_host_mask);
-	vmwrite(CR4_GUEST_HOST_MASK, cr4_host_mask);
-	vmwrite(TSC_OFFSET, 0);
+		vmcs_write(VMCS_VPID, vmx->vpid);
+	vmcs_write(CR0_GUEST_HOST_MASK, cr0_host_mask);
+	vmcs_write(CR4_GUEST_HOST_MASK, cr4_host_mask);
+	vmcs_write(TSC_OFFSET, 0);
 
 	/* host state that is the same on every CPU */
-	vmwrite(HOST_CR0, read_cr0());
-	vmwrite(HOST_CR3, __read_cr3());
-	vmwrite(HOST_CR4, cr4_read_shadow());
-	vmwrite(HOST_CS_SELECTOR, __KERNEL_CS);
-	vmwrite(HOST_SS_SELECTOR, __KERNEL_DS);
-	vmwrite(HOST_DS_SELECTOR, 0);
-	vmwrite(HOST_ES_SELECTOR, 0);
-	vmwrite(HOST_FS_SELECTOR, 0);
-	vmwrite(HOST_GS_SELECTOR, 0);
-	vmwrite(HOST_TR_SELECTOR, GDT_ENTRY_TSS * 8);
-	vmwrite(HOST_RIP, (unsigned long)vireo_vmx_exit_point);
+	vmcs_write(HOST_CR0, read_cr0());
+	vmcs_write(HOST_CR3, __read_cr3());
+	vmcs_write(HOST_CR4, cr4_read_shadow());
+	vmcs_write(HOST_CS_SELECTOR, __KERNEL_CS);
+	vmcs_write(HOST_SS_SELECTOR, __KERNEL_DS);
+	vmcs_write(HOST_DS_SELECTOR, 0);
+	vmcs_write(HOST_ES_SELECTOR, 0);
+	vmcs_write(HOST_FS_SELECTOR, 0);
+	vmcs_write(HOST_GS_SELECTOR, 0);
+	vmcs_write(HOST_TR_SELECTOR, GDT_ENTRY_TSS * 8);
+	vmcs_write(HOST_RIP, (unsigned long)vireo_vmx_exit_point);
 	rdmsrl(MSR_IA32_SYSENTER_CS, v);
-	vmwrite(HOST_IA32_SYSENTER_CS, v);
+	vmcs_write(HOST_IA32_SYSENTER_CS, v);
 	rdmsrl(MSR_IA32_SYSENTER_EIP, v);
-	vmwrite(HOST_SYSENTER_EIP, v);
+	vmcs_write(HOST_SYSENTER_EIP, v);
 	rdmsrl(MSR_EFER, v);
-	vmwrite(HOST_IA32_EFER, v);
+	vmcs_write(HOST_IA32_EFER, v);
 	if (exit_ctls & EXIT_LOAD_PAT) {
 		rdmsrl(MSR_IA32_CR_PAT, v);
-		vmwrite(HOST_IA32_PAT, v);
+		vmcs_write(HOST_IA32_PAT, v);
 	}
 
 	/* the guest after RESET: real mode at F000:FFF0 */
@@ -787,25 +783,25 @@ static void vmx_setup_vmcs(struct vmx_vcpu *vmx)
 	seg_reset(SEG_SS, 0, 0, 0x93);
 	seg_reset(SEG_LDTR, 0, 0, 0x82);
 	seg_reset(SEG_TR, 0, 0, 0x8b);
-	vmwrite(GUEST_GDTR_BASE, 0);
-	vmwrite(GUEST_GDTR_LIMIT, 0xffff);
-	vmwrite(GUEST_IDTR_BASE, 0);
-	vmwrite(GUEST_IDTR_LIMIT, 0xffff);
+	vmcs_write(GUEST_GDTR_BASE, 0);
+	vmcs_write(GUEST_GDTR_LIMIT, 0xffff);
+	vmcs_write(GUEST_IDTR_BASE, 0);
+	vmcs_write(GUEST_IDTR_LIMIT, 0xffff);
 	set_cr0(vmx, X86_CR0_NW | X86_CR0_CD | X86_CR0_ET);
 	set_cr4(vmx, 0);
-	vmwrite(GUEST_CR3, 0);
+	vmcs_write(GUEST_CR3, 0);
 	set_efer(vmx, 0);
-	vmwrite(GUEST_DR7, 0x400);
-	vmwrite(GUEST_IA32_DEBUGCTL, 0);
-	vmwrite(GUEST_IA32_PAT, PAT_POWER_ON);
-	vmwrite(GUEST_SYSENTER_CS, 0);
-	vmwrite(GUEST_SYSENTER_ESP, 0);
-	vmwrite(GUEST_SYSENTER_EIP, 0);
-	vmwrite(GUEST_INTERRUPTIBILITY, 0);
-	vmwrite(GUEST_ACTIVITY_STATE, 0);
-	vmwrite(GUEST_PENDING_DBG, 0);
-	vmwrite(VMCS_LINK_POINTER, ~0ULL);
-	vmwrite(GUEST_RFLAGS, 2);
+	vmcs_write(GUEST_DR7, 0x400);
+	vmcs_write(GUEST_IA32_DEBUGCTL, 0);
+	vmcs_write(GUEST_IA32_PAT, PAT_POWER_ON);
+	vmcs_write(GUEST_SYSENTER_CS, 0);
+	vmcs_write(GUEST_SYSENTER_ESP, 0);
+	vmcs_write(GUEST_SYSENTER_EIP, 0);
+	vmcs_write(GUEST_INTERRUPTIBILITY, 0);
+	vmcs_write(GUEST_ACTIVITY_STATE, 0);
+	vmcs_write(GUEST_PENDING_DBG, 0);
+	vmcs_write(VMCS_LINK_POINTER, ~0ULL);
+	vmcs_write(GUEST_RFLAGS, 2);
 	vmx->dr6 = 0xffff0ff0;
 	vmx->apic_base = APIC_DEFAULT_BASE | APIC_BASE_ENABLE |
 			 (vcpu->id == 0 ? APIC_BASE_BSP : 0);
@@ -855,8 +851,8 @@ static int vmx_vcpu_create(struct vireo_vcpu *vcpu)
 	preempt_disable();
 	vc = this_cpu_ptr(&vmx_cpus);
 	prev = vc->current_vmcs;
-	vmclear(vmx->vmcs_pa);
-	if (vmptrld(vmx->vmcs_pa)) {
+	vmcs_clear(vmx->vmcs_pa);
+	if (vmcs_load(vmx->vmcs_pa)) {
 		preempt_enable();
 		vpid_free(vmx->vpid);
 		__free_page(vmx->vmcs);
@@ -864,9 +860,9 @@ static int vmx_vcpu_create(struct vireo_vcpu *vcpu)
 		return -EIO;
 	}
 	vmx_setup_vmcs(vmx);
-	vmclear(vmx->vmcs_pa);
+	vmcs_clear(vmx->vmcs_pa);
 	vc->current_vmcs = 0;
-	if (prev && !vmptrld(prev))
+	if (prev && !vmcs_load(prev))
 		vc->current_vmcs = prev;
 	preempt_enable();
 	return 0;
@@ -893,7 +889,7 @@ static u64 *gpr(struct vireo_vcpu *vcpu, int n)
 
 static void skip_insn(struct vireo_vcpu *vcpu)
 {
-	vcpu->rip += vmread(EXIT_INSTRUCTION_LEN);
+	vcpu->rip += vmcs_read(EXIT_INSTRUCTION_LEN);
 }
 
 static void inject_gp(struct vireo_vcpu *vcpu)
@@ -919,7 +915,7 @@ static void vmx_cr_access(struct vmx_vcpu *vmx, u64 qual)
 		switch (CR_QUAL_NUM(qual)) {
 		case 0:
 			val &= 0xffffffffULL;
-			efer = vmread(GUEST_IA32_EFER);
+			efer = vmcs_read(GUEST_IA32_EFER);
 			if (((val & X86_CR0_PG) && !(val & X86_CR0_PE)) ||
 			    ((val & X86_CR0_NW) && !(val & X86_CR0_CD)) ||
 			    ((val & X86_CR0_PG) && (efer & EFER_LME) &&
@@ -935,21 +931,22 @@ static void vmx_cr_access(struct vmx_vcpu *vmx, u64 qual)
 					set_efer(vmx, (val & X86_CR0_PG) ?
 						 efer | EFER_LMA :
 						 efer & ~EFER_LMA);
-				vmx->pdptrs_stale = pae_paging(val,
-						guest_cr4(vmx), efer);
+				vmx->pdptrs_stale =
+					pae_paging(val, guest_cr4(vmx), efer);
 				vmx_flush_tlb(vcpu);
 			}
 			break;
 		case 4:
 			if ((val & X86_CR4_VMXE) || (val >> 32) ||
-			    ((vmread(GUEST_IA32_EFER) & EFER_LMA) &&
+			    ((vmcs_read(GUEST_IA32_EFER) & EFER_LMA) &&
 			     !(val & X86_CR4_PAE))) {
 				inject_gp(vcpu);
 				return;
 			}
 			set_cr4(vmx, val);
+			efer = vmcs_read(GUEST_IA32_EFER);
 			vmx->pdptrs_stale = pae_paging(guest_cr0(vmx), val,
-					vmread(GUEST_IA32_EFER));
+						       efer);
 			vmx_flush_tlb(vcpu);
 			break;
 		case 8:
@@ -998,15 +995,15 @@ static void vmx_dr_access(struct vmx_vcpu *vmx, u64 qual)
 		}
 		n += 2;
 	}
+	if (n == 7 && !(qual & DR_QUAL_FROM) && (*reg >> 32)) {
+		inject_gp(vcpu);
+		return;
+	}
 	if (n == 7) {
-		if (qual & DR_QUAL_FROM) {
-			*reg = vmread(GUEST_DR7);
-		} else if (*reg >> 32) {
-			inject_gp(vcpu);
-			return;
-		} else {
-			vmwrite(GUEST_DR7, (*reg & ~0xd800ULL) | 0x400);
-		}
+		if (qual & DR_QUAL_FROM)
+			*reg = vmcs_read(GUEST_DR7);
+		else
+			vmcs_write(GUEST_DR7, (*reg & ~0xd800ULL) | 0x400);
 		skip_insn(vcpu);
 		return;
 	}
@@ -1029,7 +1026,7 @@ static bool vmx_msr(struct vmx_vcpu *vmx, bool write)
 	switch (index) {
 	case MSR_EFER:
 		if (!write) {
-			val = vmread(GUEST_IA32_EFER);
+			val = vmcs_read(GUEST_IA32_EFER);
 			break;
 		}
 		if (val & ~(u64)(EFER_SCE | EFER_LME | EFER_LMA | EFER_NX)) {
@@ -1038,9 +1035,9 @@ static bool vmx_msr(struct vmx_vcpu *vmx, bool write)
 		}
 		/* LMA is the CPU's to set; LME may not change under paging */
 		val = (val & ~(u64)EFER_LMA) |
-		      (vmread(GUEST_IA32_EFER) & EFER_LMA);
+		      (vmcs_read(GUEST_IA32_EFER) & EFER_LMA);
 		if ((guest_cr0(vmx) & X86_CR0_PG) &&
-		    ((val ^ vmread(GUEST_IA32_EFER)) & EFER_LME)) {
+		    ((val ^ vmcs_read(GUEST_IA32_EFER)) & EFER_LME)) {
 			inject_gp(vcpu);
 			return true;
 		}
@@ -1064,9 +1061,9 @@ static bool vmx_msr(struct vmx_vcpu *vmx, bool write)
 			index == MSR_IA32_SYSENTER_ESP ? GUEST_SYSENTER_ESP :
 			GUEST_SYSENTER_EIP;
 		if (write)
-			vmwrite(field, val);
+			vmcs_write(field, val);
 		else
-			val = vmread(field);
+			val = vmcs_read(field);
 		break;
 	default:
 		return false;
@@ -1093,10 +1090,10 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	u32 reason, info, idt;
 	int failed;
 
-	vmwrite(GUEST_RIP, vcpu->rip);
-	vmwrite(GUEST_RFLAGS, vcpu->rflags);
-	vmwrite(GUEST_RSP, vcpu->regs[VCPU_RSP]);
-	vmwrite(HOST_CR3, __read_cr3());
+	vmcs_write(GUEST_RIP, vcpu->rip);
+	vmcs_write(GUEST_RFLAGS, vcpu->rflags);
+	vmcs_write(GUEST_RSP, vcpu->regs[VCPU_RSP]);
+	vmcs_write(HOST_CR3, __read_cr3());
 
 	/* host state a VM exit does not give back */
 	savesegment(ds, ds);
@@ -1105,7 +1102,7 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	savesegment(gs, gs_sel);
 	asm volatile("sldt %0" : "=r" (ldt));
 	rdmsrl(MSR_FS_BASE, host_fs_base);
-	vmwrite(HOST_FS_BASE, host_fs_base);
+	vmcs_write(HOST_FS_BASE, host_fs_base);
 	rdmsrl(MSR_KERNEL_GS_BASE, host_kgs);
 	wrmsrl(MSR_KERNEL_GS_BASE, vmx->guest_kernel_gs_base);
 	if (native_read_cr2() != vmx->cr2)
@@ -1134,10 +1131,10 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 
 	if (failed) {
 		exit->reason = VIREO_EXIT_FAIL_ENTRY;
-		exit->fail_reason = vmread(VM_INSTRUCTION_ERROR);
+		exit->fail_reason = vmcs_read(VM_INSTRUCTION_ERROR);
 		return;
 	}
-	reason = vmread(EXIT_REASON);
+	reason = vmcs_read(EXIT_REASON);
 	if (reason & EXIT_REASON_ENTRY_FAILED) {
 		/* nothing ran, and the launch state did not change */
 		exit->reason = VIREO_EXIT_FAIL_ENTRY;
@@ -1145,32 +1142,32 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		return;
 	}
 	vmx->launched = true;
-	vcpu->rip = vmread(GUEST_RIP);
-	vcpu->rflags = vmread(GUEST_RFLAGS);
-	vcpu->regs[VCPU_RSP] = vmread(GUEST_RSP);
-	vmwrite(ENTRY_INTR_INFO, 0);
+	vcpu->rip = vmcs_read(GUEST_RIP);
+	vcpu->rflags = vmcs_read(GUEST_RFLAGS);
+	vcpu->regs[VCPU_RSP] = vmcs_read(GUEST_RSP);
+	vmcs_write(ENTRY_INTR_INFO, 0);
 
 	/* an event whose delivery the exit interrupted is delivered again */
-	idt = vmread(IDT_VECTORING_INFO);
+	idt = vmcs_read(IDT_VECTORING_INFO);
 	if (idt & INTR_INFO_VALID) {
 		u32 type = INTR_INFO_TYPE(idt);
 
-		vmwrite(ENTRY_INTR_INFO, idt & ~BIT(12));
+		vmcs_write(ENTRY_INTR_INFO, idt & ~BIT(12));
 		if (idt & INTR_INFO_ERROR_VALID)
-			vmwrite(ENTRY_EXCEPTION_ERROR_CODE,
-				vmread(IDT_VECTORING_ERROR_CODE));
+			vmcs_write(ENTRY_EXCEPTION_ERROR_CODE,
+				   vmcs_read(IDT_VECTORING_ERROR_CODE));
 		if (type == INTR_TYPE_SW_INTR ||
 		    type == INTR_TYPE_PRIV_SW_EXCEPTION ||
 		    type == INTR_TYPE_SW_EXCEPTION)
-			vmwrite(ENTRY_INSTRUCTION_LEN,
-				vmread(EXIT_INSTRUCTION_LEN));
+			vmcs_write(ENTRY_INSTRUCTION_LEN,
+				   vmcs_read(EXIT_INSTRUCTION_LEN));
 	}
 
-	qual = vmread(EXIT_QUALIFICATION);
+	qual = vmcs_read(EXIT_QUALIFICATION);
 	exit->reason = VIREO_EXIT_NONE;
 	switch (reason & 0xffff) {
 	case EXIT_REASON_EXCEPTION_NMI:
-		info = vmread(EXIT_INTR_INFO);
+		info = vmcs_read(EXIT_INTR_INFO);
 		if (INTR_INFO_TYPE(info) == INTR_TYPE_NMI)
 			vmx_handle_nmi();
 		break;
@@ -1184,11 +1181,11 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		break;
 	case EXIT_REASON_CPUID:
 		exit->reason = VIREO_EXIT_CPUID;
-		exit->insn_len = vmread(EXIT_INSTRUCTION_LEN);
+		exit->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
 		break;
 	case EXIT_REASON_HLT:
 		exit->reason = VIREO_EXIT_HLT;
-		exit->insn_len = vmread(EXIT_INSTRUCTION_LEN);
+		exit->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
 		break;
 	case EXIT_REASON_INVD:
 		/* never drop the host's dirty cache lines: a no-op */
@@ -1196,7 +1193,7 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		break;
 	case EXIT_REASON_VMCALL:
 		exit->reason = VIREO_EXIT_HYPERCALL;
-		exit->insn_len = vmread(EXIT_INSTRUCTION_LEN);
+		exit->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
 		break;
 	case EXIT_REASON_VMCLEAR ... EXIT_REASON_VMXON:
 	case EXIT_REASON_INVEPT:
@@ -1219,7 +1216,7 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		exit->io.in = !!(qual & IO_QUAL_IN);
 		exit->io.string = !!(qual & IO_QUAL_STRING);
 		exit->io.rep = !!(qual & IO_QUAL_REP);
-		exit->insn_len = vmread(EXIT_INSTRUCTION_LEN);
+		exit->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
 		break;
 	case EXIT_REASON_RDMSR:
 	case EXIT_REASON_WRMSR:
@@ -1227,16 +1224,16 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 			exit->reason = (reason & 0xffff) == EXIT_REASON_WRMSR ?
 				       VIREO_EXIT_MSR_WRITE :
 				       VIREO_EXIT_MSR_READ;
-			exit->insn_len = vmread(EXIT_INSTRUCTION_LEN);
+			exit->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
 		}
 		break;
 	case EXIT_REASON_XSETBV:
 		exit->reason = VIREO_EXIT_XSETBV;
-		exit->insn_len = vmread(EXIT_INSTRUCTION_LEN);
+		exit->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
 		break;
 	case EXIT_REASON_EPT_VIOLATION:
 		exit->reason = VIREO_EXIT_TDP_FAULT;
-		exit->tdp.gpa = vmread(GUEST_PHYSICAL_ADDRESS);
+		exit->tdp.gpa = vmcs_read(GUEST_PHYSICAL_ADDRESS);
 		exit->tdp.write = !!(qual & EPT_QUAL_WRITE);
 		exit->tdp.fetch = !!(qual & EPT_QUAL_FETCH);
 		exit->tdp.present = !!(qual & EPT_QUAL_PERMS);
