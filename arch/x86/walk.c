@@ -230,8 +230,12 @@ static int walk_pae(struct walk *w, u32 va, u64 *gpa)
 		return ret;
 	if (!(pdpte & PTE_P))
 		return fault(w, 0);
-	/* a PDPTE has no rights bits: 2:1, 8:5 and 63:52 are reserved */
-	if (pdpte & (GENMASK_ULL(2, 1) | GENMASK_ULL(8, 5) |
+	/*
+	 * A PDPTE has no rights bits: 2:1, 8:5 and 63:52 are reserved, but
+	 * AMD CPUs (and QEMU's model of them) set the accessed bit 5 when
+	 * they walk, so 6:5 are tolerated.
+	 */
+	if (pdpte & (GENMASK_ULL(2, 1) | GENMASK_ULL(8, 7) |
 		     GENMASK_ULL(63, 52)))
 		return fault(w, PFERR_P | PFERR_RSVD);
 	return walk_wide(w, pdpte & PTE_ADDR, 2, va, gpa);
