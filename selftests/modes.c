@@ -75,7 +75,7 @@ static int io_and_mmio(struct vcpu *vcpu, uint64_t mmio)
 		{ X_OUT, 0x1b, 2, 0xbeef },
 		{ X_HLT, 0, 0, 0 },
 	};
-	int n = sizeof(x) / sizeof(x[0]);
+	int n = ARRAY_SIZE(x);
 
 	return run_expect(vcpu, x, n) == n;
 }
@@ -130,7 +130,7 @@ static void mode_switch(const char *dev)
 		{ X_OUT, 0x21, 4, 0x500 },	/* EFER: LME | LMA */
 		{ X_HLT, 0, 0, 0 },
 	};
-	int n = sizeof(x) / sizeof(x[0]);
+	int n = ARRAY_SIZE(x);
 	struct kvm_sregs sregs;
 	struct setup s;
 	bool ok;

@@ -142,6 +142,7 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 		}
 		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
 		memset(slot, 0, sizeof(*slot));
+		vm->nr_slots--;
 		goto out;
 	}
 	if (slot->npages) {
@@ -169,6 +170,7 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 	slot->npages = npages;
 	slot->userspace_addr = mem->userspace_addr;
 	slot->flags = mem->flags;
+	vm->nr_slots++;
 out:
 	mutex_unlock(&vm->lock);
 	return ret;

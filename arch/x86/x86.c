@@ -715,6 +715,9 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 	if (complete_pending(vcpu))
 		return 0;
 	vcpu->has_run = true;
+	/* as KVM: a VM with no memory at all cannot run */
+	if (!READ_ONCE(vcpu->vm->nr_slots))
+		return -ENOSPC;
 	if (vireo_run_immediate_exit(run)) {
 		run->exit_reason = KVM_EXIT_INTR;
 		return -EINTR;

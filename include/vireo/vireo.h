@@ -54,6 +54,7 @@ struct vireo_vm {
 	struct vireo_vcpu *vcpus[VIREO_MAX_VCPUS];
 	int nr_vcpus;
 	struct vireo_memslot slots[VIREO_NR_MEMSLOTS];
+	int nr_slots;			/* slots in use */
 	struct vireo_tdp tdp;
 
 	u64 tss_addr;

@@ -17,6 +17,8 @@
 #define __printf(a, b)	__attribute__((format(printf, a, b)))
 #define __noreturn	__attribute__((noreturn))
 
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
 /* kselftest exit codes */
 #define KSFT_PASS	0
 #define KSFT_FAIL	1

@@ -102,7 +102,7 @@ const char *exit_name(uint32_t reason)
 		[KVM_EXIT_INTERNAL_ERROR] = "INTERNAL_ERROR",
 	};
 
-	if (reason < sizeof(names) / sizeof(names[0]) && names[reason])
+	if (reason < ARRAY_SIZE(names) && names[reason])
 		return names[reason];
 	return "?";
 }
@@ -249,7 +249,7 @@ int run_expect(struct vcpu *vcpu, const struct expect *x, int n)
 			if (run->exit_reason != KVM_EXIT_MMIO ||
 			    run->mmio.phys_addr != x[i].where ||
 			    run->mmio.len != x[i].size ||
-			    run->mmio.is_write != (x[i].kind == X_MMIO_W))
+			    run->mmio.is_write != (x[i].kind == X_MMIO_W ? 1 : 0))
 				goto bad;
 			v = 0;
 			if (x[i].kind == X_MMIO_R) {
