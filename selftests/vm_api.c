@@ -30,6 +30,7 @@ static const uint8_t read_bx[] = {
 	0xe6, 0x40,		/* out %al, $0x40 */
 	0xf4,			/* hlt */
 };
+
 static const uint8_t spin[] = { 0xfb, 0xeb, 0xfe };	/* sti; jmp . */
 static const uint8_t int3[] = { 0xcc };
 
