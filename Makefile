@@ -9,6 +9,7 @@
 #   make test-vmx         run the selftests in the Bochs/VT-x test host
 #   make test             all of the above
 #   make run              boot the SVM test host and run a guest in it
+#   make bench            vireo-bench on Vireo and on KVM, both test hosts
 #   make install          modules_install into extra/ and depmod
 
 ifneq ($(KERNELRELEASE),)
@@ -18,8 +19,8 @@ else
 KDIR ?= $(shell $(CURDIR)/scripts/kdir)
 PWD := $(CURDIR)
 
-.PHONY: all modules selftests check test test-svm test-vmx run install \
-	clean help
+.PHONY: all modules selftests check test test-svm test-vmx run bench \
+	install clean help
 
 all: modules
 
@@ -29,6 +30,7 @@ modules:
 selftests:
 	$(MAKE) -C selftests
 	$(MAKE) -C tools
+	$(MAKE) -C bench
 
 check:
 	scripts/check
@@ -45,6 +47,9 @@ test:
 run: selftests
 	scripts/testhost --vendor svm --phases run
 
+bench: selftests
+	scripts/bench
+
 # The release the modules are built for (Debian's kernel.release file
 # can differ from uname -r; utsrelease.h is what vermagic uses).
 KRELEASE = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
@@ -59,9 +64,10 @@ clean:
 	$(MAKE) -C $(KDIR) M=$(PWD) clean
 	$(MAKE) -C selftests clean
 	$(MAKE) -C tools clean
+	$(MAKE) -C bench clean
 	rm -rf build
 
 help:
-	@sed -n '2,14p' Makefile
+	@sed -n '2,15p' Makefile
 
 endif
