@@ -47,7 +47,10 @@ static bool backend_complete(const struct vireo_backend *b)
 	       b->emergency_disable && b->vm_init && b->vm_destroy &&
 	       b->vcpu_create && b->vcpu_free && b->vcpu_load &&
 	       b->vcpu_put && b->vcpu_run && b->get_sregs && b->set_sregs &&
-	       b->inject_exception && b->tdp_entry && b->set_tdp_root &&
+	       b->get_msr && b->set_msr && b->get_interrupt_shadow &&
+	       b->set_interrupt_shadow && b->get_nmi_mask &&
+	       b->set_nmi_mask && b->nmi_allowed &&
+	       b->tdp_entry && b->set_tdp_root &&
 	       b->flush_tlb && b->vm_size >= sizeof(struct vireo_vm) &&
 	       b->vcpu_size >= sizeof(struct vireo_vcpu);
 }
@@ -134,6 +137,12 @@ static long vireo_dev_ioctl(struct file *filp, unsigned int ioctl,
 		return 2 * PAGE_SIZE;
 	case KVM_GET_SUPPORTED_CPUID:
 		return vireo_get_supported_cpuid((void __user *)arg);
+	case KVM_GET_MSR_INDEX_LIST:
+		return vireo_get_msr_index_list((void __user *)arg);
+	case KVM_GET_MSR_FEATURE_INDEX_LIST:
+		return vireo_get_msr_feature_index_list((void __user *)arg);
+	case KVM_GET_MSRS:
+		return vireo_get_feature_msrs((void __user *)arg);
 	case VIREO_GET_BACKEND:
 		mutex_lock(&backend_lock);
 		ret = backend ? backend->id : VIREO_BACKEND_NONE;

@@ -30,7 +30,21 @@ long vireo_check_extension(struct vireo_vm *vm, long cap)
 	case KVM_CAP_DESTROY_MEMORY_REGION_WORKS:
 	case KVM_CAP_JOIN_MEMORY_REGIONS_WORKS:
 	case KVM_CAP_EXT_CPUID:
+	case KVM_CAP_GET_MSR_FEATURES:
+	case KVM_CAP_XSAVE:
+	case KVM_CAP_XCRS:
+	case KVM_CAP_DEBUGREGS:
+	case KVM_CAP_SET_GUEST_DEBUG:
+	case KVM_CAP_VCPU_EVENTS:
+	case KVM_CAP_INTR_SHADOW:
+	case KVM_CAP_MP_STATE:
+	case KVM_CAP_GET_TSC_KHZ:
 		return 1;
+	case KVM_CAP_ADJUST_CLOCK:
+		return KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC |
+		       KVM_CLOCK_TSC_STABLE;
+	case KVM_CAP_XSAVE2:
+		return vireo_xsave2_size();
 	case KVM_CAP_NR_MEMSLOTS:
 		return VIREO_NR_MEMSLOTS;
 	case KVM_CAP_NR_VCPUS:
@@ -220,8 +234,7 @@ static long vm_ioctl(struct file *filp, unsigned int ioctl, unsigned long arg)
 		return ret;
 	}
 	default:
-		/* as KVM answers an unknown VM ioctl */
-		return -ENOTTY;
+		return vireo_arch_vm_ioctl(vm, ioctl, arg);
 	}
 }
 
@@ -262,6 +275,7 @@ int vireo_create_vm(unsigned long type)
 	vm->mm = current->mm;
 	mmgrab(vm->mm);
 
+	vireo_arch_vm_init(vm);
 	ret = b->vm_init(vm);
 	if (ret)
 		goto free_vm;

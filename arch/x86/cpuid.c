@@ -9,6 +9,7 @@
 #include <linux/kvm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <asm/kvm_para.h>
 #include <asm/processor.h>
 
 #include <vireo/core.h>
@@ -104,6 +105,18 @@ static void mask_leaf(struct kvm_cpuid_entry2 *e)
 			e->ecx &= ~F7_ECX_HIDDEN;
 		}
 		break;
+	case 0xd:
+		if (e->index == 0) {
+			/* the XCR0 bits a guest may set (state.c) */
+			e->eax &= (u32)vireo_supported_xcr0();
+			e->edx &= vireo_supported_xcr0() >> 32;
+		} else if (e->index == 1) {
+			/* XSAVES and IA32_XSS are not switched */
+			e->eax &= ~BIT(3);
+			e->ecx = 0;
+			e->edx = 0;
+		}
+		break;
 	case 0x80000001:
 		e->ecx &= ~F81_ECX_HIDDEN;
 		break;
@@ -184,7 +197,11 @@ static int fill_supported(struct kvm_cpuid_entry2 *out, int max)
 	e->edx = SIG_EDX;
 	e = &out[n++];
 	memset(e, 0, sizeof(*e));
-	e->function = HYPERVISOR_BASE + 1;	/* no PV features yet */
+	e->function = HYPERVISOR_BASE + 1;
+	/* kvmclock (arch/x86/msr.c) */
+	e->eax = BIT(KVM_FEATURE_CLOCKSOURCE) | BIT(KVM_FEATURE_NOP_IO_DELAY) |
+		 BIT(KVM_FEATURE_CLOCKSOURCE2) |
+		 BIT(KVM_FEATURE_CLOCKSOURCE_STABLE_BIT);
 
 	if (ext >= 0x80000000) {
 		int first = n;

@@ -42,6 +42,7 @@ static void hw_disable_this_cpu(void)
 
 	local_irq_save(flags);
 	if (__this_cpu_read(hw_enabled)) {
+		vireo_uret_cpu_down();
 		hw_backend->hardware_disable();
 		__this_cpu_write(hw_enabled, false);
 	}

@@ -11,8 +11,10 @@
 #include <linux/sched/signal.h>
 #include <linux/uaccess.h>
 #include <asm/cpufeature.h>
+#include <asm/debugreg.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/xcr.h>
+#include <asm/fpu/xstate.h>
 #include <asm/processor.h>
 
 #include <vireo/compat.h>
@@ -34,6 +36,9 @@
 #define EFER_LME_BIT		BIT(8)
 #define EFER_LMA_BIT		BIT(10)
 #define GP_VECTOR		13
+#define DR6_RESET_VALUE		0xffff0ff0ULL
+#define DR7_RESET_VALUE		0x400ULL
+#define DR7_ENABLE_BITS		0xffULL
 #define KVM_ENOSYS_RET		1000
 /* a guest that faults this often in a row on one page is stuck */
 #define MAX_REPEATED_FAULTS	16
@@ -46,7 +51,55 @@ void vireo_arch_vcpu_reset(struct vireo_vcpu *vcpu)
 	vcpu->rip = 0xfff0;
 	vcpu->rflags = RFLAGS_FIXED;
 	vcpu->pending = VCPU_PENDING_NONE;
+	vcpu->xcr0 = XFEATURE_MASK_FP;
+	vcpu->mp_state = KVM_MP_STATE_RUNNABLE;
+	memset(&vcpu->ev, 0, sizeof(vcpu->ev));
+	memset(&vcpu->dbg, 0, sizeof(vcpu->dbg));
+	vcpu->dbg.dr6 = DR6_RESET_VALUE;
+	vcpu->dbg.dr7 = DR7_RESET_VALUE;
+	vireo_msrs_reset(vcpu);
 }
+
+void vireo_arch_vm_init(struct vireo_vm *vm)
+{
+	vireo_vm_init_clock(vm);
+}
+
+long vireo_arch_vm_ioctl(struct vireo_vm *vm, unsigned int ioctl,
+			 unsigned long arg)
+{
+	switch (ioctl) {
+	case KVM_GET_CLOCK:
+		return vireo_get_clock(vm, (void __user *)arg);
+	case KVM_SET_CLOCK:
+		return vireo_set_clock(vm, (void __user *)arg);
+	default:
+		/* as KVM answers an unknown VM ioctl */
+		return -ENOTTY;
+	}
+}
+
+/* Queue an exception for the next entry; a pending one is replaced. */
+void vireo_queue_exception(struct vireo_vcpu *vcpu, u8 vector,
+			   bool has_error, u32 error_code)
+{
+	struct vireo_event *inj = &vcpu->ev.inject;
+
+	/* an interrupt whose delivery was cut short comes back later */
+	if (inj->valid && inj->type == VIREO_EV_INTR) {
+		vcpu->ev.irq_queued = true;
+		vcpu->ev.irq_vector = inj->vector;
+	} else if (inj->valid && inj->type == VIREO_EV_NMI) {
+		vcpu->ev.nmi_pending = true;
+	}
+	inj->valid = true;
+	inj->type = VIREO_EV_EXCEPTION;
+	inj->vector = vector;
+	inj->has_error = has_error;
+	inj->error_code = error_code;
+	inj->insn_len = 0;
+}
+EXPORT_SYMBOL_GPL(vireo_queue_exception);
 
 /* ---- registers ---- */
 
@@ -119,6 +172,7 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 {
 	const struct vireo_backend *b = vcpu->vm->backend;
 	void __user *argp = (void __user *)arg;
+	long ret;
 
 	switch (ioctl) {
 	case KVM_GET_REGS: {
@@ -141,28 +195,38 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 
 		memset(&sregs, 0, sizeof(sregs));
 		b->get_sregs(vcpu, &sregs);
+		sregs.apic_base = vcpu->msr.apic_base;
 		return copy_to_user(argp, &sregs, sizeof(sregs)) ? -EFAULT : 0;
 	}
 	case KVM_SET_SREGS: {
 		struct kvm_sregs sregs;
-		int ret;
 
 		if (copy_from_user(&sregs, argp, sizeof(sregs)))
 			return -EFAULT;
 		if (!sregs_valid(&sregs))
 			return -EINVAL;
 		ret = b->set_sregs(vcpu, &sregs);
-		if (!ret)
+		if (!ret) {
+			vcpu->msr.apic_base = sregs.apic_base;
 			set_bit(VCPU_REQ_TLB_FLUSH, &vcpu->requests);
+		}
 		return ret;
 	}
+	case KVM_GET_MSRS:
+	case KVM_SET_MSRS:
+		return vireo_msrs_ioctl(vcpu, argp, ioctl == KVM_SET_MSRS);
+	case KVM_GET_TSC_KHZ:
+		return vireo_get_tsc_khz(vcpu);
+	case KVM_SET_TSC_KHZ:
+		return vireo_set_tsc_khz(vcpu, arg);
 	case KVM_SET_CPUID2:
 		return vireo_set_cpuid2(vcpu, argp);
 	case KVM_GET_CPUID2:
 		return vireo_get_cpuid2(vcpu, argp);
 	default:
+		ret = vireo_state_ioctl(vcpu, ioctl, argp);
 		/* as KVM answers an unknown vCPU ioctl */
-		return -EINVAL;
+		return ret == -ENOIOCTLCMD ? -EINVAL : ret;
 	}
 }
 
@@ -585,9 +649,91 @@ static void handle_cpuid(struct vireo_vcpu *vcpu)
 	vireo_emulate_cpuid(vcpu, osxsave);
 }
 
+static u32 insn_len_or(const struct vireo_exit *exit, u32 dflt)
+{
+	return exit->insn_len ? exit->insn_len : dflt;
+}
+
 static void inject_gp(struct vireo_vcpu *vcpu)
 {
-	vcpu->vm->backend->inject_exception(vcpu, GP_VECTOR, true, 0);
+	vireo_queue_exception(vcpu, GP_VECTOR, true, 0);
+}
+
+static void handle_rdmsr(struct vireo_vcpu *vcpu, const struct vireo_exit *exit)
+{
+	u64 val;
+
+	if (vireo_get_msr(vcpu, vcpu->regs[VCPU_RCX], &val, false)) {
+		inject_gp(vcpu);
+		return;
+	}
+	vcpu->regs[VCPU_RAX] = (u32)val;
+	vcpu->regs[VCPU_RDX] = val >> 32;
+	vcpu->rip += insn_len_or(exit, 2);
+}
+
+static void handle_wrmsr(struct vireo_vcpu *vcpu, const struct vireo_exit *exit)
+{
+	u64 val = (vcpu->regs[VCPU_RDX] << 32) | (u32)vcpu->regs[VCPU_RAX];
+
+	if (vireo_set_msr(vcpu, vcpu->regs[VCPU_RCX], val, false)) {
+		inject_gp(vcpu);
+		return;
+	}
+	vcpu->rip += insn_len_or(exit, 2);
+}
+
+static void handle_xsetbv(struct vireo_vcpu *vcpu,
+			  const struct vireo_exit *exit)
+{
+	u64 val = (vcpu->regs[VCPU_RDX] << 32) | (u32)vcpu->regs[VCPU_RAX];
+
+	if ((u32)vcpu->regs[VCPU_RCX] != XCR_XFEATURE_ENABLED_MASK ||
+	    !boot_cpu_has(X86_FEATURE_XSAVE) ||
+	    !vireo_xcr0_valid(vcpu, val)) {
+		inject_gp(vcpu);
+		return;
+	}
+	vcpu->xcr0 = val;
+	vcpu->rip += insn_len_or(exit, 3);
+}
+
+/* The linear address of RIP, as KVM_EXIT_DEBUG reports it. */
+static u64 linear_rip(struct vireo_vcpu *vcpu)
+{
+	struct kvm_sregs s;
+
+	vcpu->vm->backend->get_sregs(vcpu, &s);
+	return cpu_mode(vcpu, &s) == VIREO_MODE_64 ? vcpu->rip :
+	       (u32)(s.cs.base + vcpu->rip);
+}
+
+/* An intercepted #DB or #BP: the VMM's debugger, or the guest's own. */
+static int handle_exception(struct vireo_vcpu *vcpu,
+			    const struct vireo_exit *exit)
+{
+	u32 dbg = vcpu->dbg.guest_debug;
+	struct kvm_run *run = vcpu->run;
+
+	if ((exit->exc.vector == DB_VECTOR &&
+	     (dbg & (KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_USE_HW_BP))) ||
+	    (exit->exc.vector == BP_VECTOR && (dbg & KVM_GUESTDBG_USE_SW_BP))) {
+		run->exit_reason = KVM_EXIT_DEBUG;
+		run->debug.arch.exception = exit->exc.vector;
+		run->debug.arch.pc = linear_rip(vcpu);
+		run->debug.arch.dr6 = exit->exc.dr6;
+		run->debug.arch.dr7 = vcpu->dbg.eff_dr7;
+		return 0;
+	}
+	if (exit->exc.vector == DB_VECTOR) {
+		vcpu->dbg.dr6 = exit->exc.dr6 | DR6_RESET_VALUE;
+		vireo_queue_exception(vcpu, DB_VECTOR, false, 0);
+	} else {
+		vireo_queue_exception(vcpu, exit->exc.vector, false, 0);
+		vcpu->ev.inject.type = VIREO_EV_SOFT_EXCEPTION;
+		vcpu->ev.inject.insn_len = insn_len_or(exit, 1);
+	}
+	return 1;
 }
 
 /* ---- the run loop ---- */
@@ -599,11 +745,6 @@ static int stuck_fault(struct vireo_vcpu *vcpu, u64 gpa)
 				   2, VIREO_EXIT_TDP_FAULT, gpa);
 }
 
-static u32 insn_len_or(const struct vireo_exit *exit, u32 dflt)
-{
-	return exit->insn_len ? exit->insn_len : dflt;
-}
-
 /*
  * Handle one exit.  Returns 1 to enter the guest again, 0 to return to
  * userspace with run->exit_reason set, or a negative errno.
@@ -611,7 +752,6 @@ static u32 insn_len_or(const struct vireo_exit *exit, u32 dflt)
 static int handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 {
 	struct kvm_run *run = vcpu->run;
-	u64 val;
 	int ret;
 
 	switch (exit->reason) {
@@ -633,21 +773,23 @@ static int handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		vcpu->rip += insn_len_or(exit, 2);
 		return 1;
 	case VIREO_EXIT_MSR_READ:
+		handle_rdmsr(vcpu, exit);
+		return 1;
 	case VIREO_EXIT_MSR_WRITE:
-		/* the MSRs a guest may touch come with the full vCPU */
-		inject_gp(vcpu);
+		handle_wrmsr(vcpu, exit);
 		return 1;
 	case VIREO_EXIT_XSETBV:
-		val = (vcpu->regs[VCPU_RDX] << 32) |
-		      (u32)vcpu->regs[VCPU_RAX];
-		if ((u32)vcpu->regs[VCPU_RCX] == 0 &&
-		    boot_cpu_has(X86_FEATURE_XSAVE) &&
-		    val == xgetbv(XCR_XFEATURE_ENABLED_MASK)) {
-			vcpu->rip += insn_len_or(exit, 3);
-			return 1;
-		}
-		inject_gp(vcpu);
+		handle_xsetbv(vcpu, exit);
 		return 1;
+	case VIREO_EXIT_IRQ_WINDOW:
+		/* the run loop decides whether userspace wants to know */
+		return 1;
+	case VIREO_EXIT_DR_ACCESS:
+		/* hand the debug registers over and run the MOV DR again */
+		vcpu->dbg.guest_owns = true;
+		return 1;
+	case VIREO_EXIT_EXCEPTION:
+		return handle_exception(vcpu, exit);
 	case VIREO_EXIT_HYPERCALL:
 		/* no hypercalls yet: the answer KVM gives unknown ones */
 		vcpu->regs[VCPU_RAX] = (u64)-KVM_ENOSYS_RET;
@@ -670,10 +812,131 @@ static int handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	}
 }
 
+/* The guest can take an external interrupt right now. */
+static bool interrupt_allowed(struct vireo_vcpu *vcpu)
+{
+	return (vcpu->rflags & X86_EFLAGS_IF) &&
+	       !vcpu->vm->backend->get_interrupt_shadow(vcpu);
+}
+
+/* KVM's test for ready_for_interrupt_injection and IRQ_WINDOW_OPEN */
+static bool ready_for_interrupt(struct vireo_vcpu *vcpu)
+{
+	return interrupt_allowed(vcpu) && !vcpu->ev.irq_queued &&
+	       !vcpu->ev.inject.valid;
+}
+
+/*
+ * Pick the event to deliver on this entry (interrupts off): what the
+ * last exit interrupted, else an NMI, else the VMM's interrupt.  What
+ * cannot go in yet asks for a window.
+ */
+static void prepare_events(struct vireo_vcpu *vcpu)
+{
+	const struct vireo_backend *b = vcpu->vm->backend;
+	struct vireo_event *inj = &vcpu->ev.inject;
+
+	if (!inj->valid && vcpu->ev.nmi_pending && b->nmi_allowed(vcpu)) {
+		memset(inj, 0, sizeof(*inj));
+		inj->valid = true;
+		inj->type = VIREO_EV_NMI;
+		inj->vector = NMI_VECTOR;
+		vcpu->ev.nmi_pending = false;
+	}
+	if (!inj->valid && vcpu->ev.irq_queued && interrupt_allowed(vcpu)) {
+		memset(inj, 0, sizeof(*inj));
+		inj->valid = true;
+		inj->type = VIREO_EV_INTR;
+		inj->vector = vcpu->ev.irq_vector;
+		vcpu->ev.irq_queued = false;
+	}
+	vcpu->ev.nmi_window = vcpu->ev.nmi_pending;
+	vcpu->ev.irq_window = vcpu->ev.irq_queued ||
+			      (READ_ONCE(vcpu->run->request_interrupt_window) &&
+			       !ready_for_interrupt(vcpu));
+}
+
+/*
+ * Debug registers for this entry (interrupts off).  DR7 goes in through
+ * the VMCS/VMCB (dbg.eff_dr7); DR0-3 are loaded here when someone uses
+ * them: the VMM's debugger or a guest that touched them.
+ */
+static void load_debug(struct vireo_vcpu *vcpu)
+{
+	u32 gd = vcpu->dbg.guest_debug;
+	bool load = false;
+	const u64 *db;
+	int i;
+
+	vcpu->dbg.intercept_db = gd & (KVM_GUESTDBG_SINGLESTEP |
+				       KVM_GUESTDBG_USE_HW_BP);
+	vcpu->dbg.intercept_bp = gd & KVM_GUESTDBG_USE_SW_BP;
+	if (gd & KVM_GUESTDBG_USE_HW_BP) {
+		vcpu->dbg.eff_dr7 = vcpu->dbg.debug_dr7;
+		db = vcpu->dbg.debug_db;
+		load = true;
+	} else {
+		vcpu->dbg.eff_dr7 = vcpu->dbg.dr7;
+		db = vcpu->dbg.db;
+		load = vcpu->dbg.guest_owns ||
+		       (vcpu->dbg.dr7 & DR7_ENABLE_BITS);
+	}
+	if ((gd & KVM_GUESTDBG_SINGLESTEP) && !(vcpu->rflags & X86_EFLAGS_TF)) {
+		vcpu->rflags |= X86_EFLAGS_TF;
+		vcpu->dbg.set_tf = true;
+	}
+	/* no host breakpoint may fire on our values */
+	if (hw_breakpoint_active())
+		set_debugreg(0, 7);
+	if (load)
+		for (i = 0; i < 4; i++)
+			set_debugreg(db[i], i);
+}
+
+/* After the exit: take back what the guest owned, restore the host's. */
+static void save_debug(struct vireo_vcpu *vcpu)
+{
+	int i;
+
+	if (vcpu->dbg.guest_owns) {
+		for (i = 0; i < 4; i++)
+			get_debugreg(vcpu->dbg.db[i], i);
+		vcpu->dbg.guest_owns = false;
+	}
+	if (vcpu->dbg.set_tf) {
+		vcpu->rflags &= ~X86_EFLAGS_TF;
+		vcpu->dbg.set_tf = false;
+	}
+	if (hw_breakpoint_active())
+		hw_breakpoint_restore();
+}
+
+/* Guest values of the MSRs and XCR0 the hardware does not switch. */
+static void load_guest_msrs(struct vireo_vcpu *vcpu, u64 host_xcr0)
+{
+	vireo_uret_set(VIREO_URET_TSC_AUX, vcpu->msr.tsc_aux);
+	if (boot_cpu_has(X86_FEATURE_XSAVE) && vcpu->xcr0 != host_xcr0)
+		xsetbv(XCR_XFEATURE_ENABLED_MASK, vcpu->xcr0);
+	if (boot_cpu_has(X86_FEATURE_MSR_SPEC_CTRL) &&
+	    vcpu->msr.spec_ctrl != this_cpu_read(x86_spec_ctrl_current))
+		wrmsrl(MSR_IA32_SPEC_CTRL, vcpu->msr.spec_ctrl);
+}
+
+static void load_host_msrs(struct vireo_vcpu *vcpu, u64 host_xcr0)
+{
+	if (boot_cpu_has(X86_FEATURE_XSAVE) && vcpu->xcr0 != host_xcr0)
+		xsetbv(XCR_XFEATURE_ENABLED_MASK, host_xcr0);
+	if (boot_cpu_has(X86_FEATURE_MSR_SPEC_CTRL) &&
+	    vcpu->msr.spec_ctrl != this_cpu_read(x86_spec_ctrl_current))
+		wrmsrl(MSR_IA32_SPEC_CTRL,
+		       this_cpu_read(x86_spec_ctrl_current));
+}
+
 /* Enter the guest once; false if something asks us not to. */
 static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 {
 	const struct vireo_backend *b = vcpu->vm->backend;
+	u64 host_xcr0 = 0;
 	int cpu;
 
 	preempt_disable();
@@ -695,12 +958,34 @@ static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		b->flush_tlb(vcpu);
 	vcpu->last_cpu = cpu;
 
+	prepare_events(vcpu);
+	load_debug(vcpu);
+	if (boot_cpu_has(X86_FEATURE_XSAVE))
+		host_xcr0 = xgetbv(XCR_XFEATURE_ENABLED_MASK);
+	load_guest_msrs(vcpu, host_xcr0);
+
 	b->vcpu_run(vcpu, exit);
 
+	load_host_msrs(vcpu, host_xcr0);
+	save_debug(vcpu);
 	WRITE_ONCE(vcpu->mode, VCPU_OUTSIDE_GUEST);
 	local_irq_enable();
 	preempt_enable();
 	return true;
+}
+
+/* What kvm_run says about the vCPU on every return to userspace. */
+static void post_run(struct vireo_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	struct kvm_sregs s;
+
+	vcpu->vm->backend->get_sregs(vcpu, &s);
+	run->if_flag = !!(vcpu->rflags & X86_EFLAGS_IF);
+	run->cr8 = s.cr8;
+	run->apic_base = vcpu->msr.apic_base;
+	run->ready_for_interrupt_injection = ready_for_interrupt(vcpu);
+	run->flags = 0;
 }
 
 int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
@@ -731,6 +1016,7 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 			break;
 		}
 		cond_resched();
+		vireo_kvmclock_update(vcpu);
 		if (vcpu->vm->backend->pre_entry) {
 			ret = vcpu->vm->backend->pre_entry(vcpu);
 			if (ret)
@@ -760,8 +1046,15 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 		ret = handle_exit(vcpu, exit);
 		if (ret <= 0)
 			break;
+		if (READ_ONCE(run->request_interrupt_window) &&
+		    ready_for_interrupt(vcpu)) {
+			run->exit_reason = KVM_EXIT_IRQ_WINDOW_OPEN;
+			ret = 0;
+			break;
+		}
 	}
 	fpu_swap_kvm_fpstate(&vcpu->guest_fpu, false);
+	post_run(vcpu);
 	trace_vireo_userspace(vcpu->id, run->exit_reason, ret);
 	return ret;
 }

@@ -40,6 +40,9 @@ enum vireo_exit_reason {
 	VIREO_EXIT_XSETBV,	/* XSETBV: XCR index RCX, value EDX:EAX */
 	VIREO_EXIT_HYPERCALL,	/* VMCALL / VMMCALL */
 	VIREO_EXIT_SHUTDOWN,	/* triple fault */
+	VIREO_EXIT_IRQ_WINDOW,	/* the guest can take an interrupt now */
+	VIREO_EXIT_DR_ACCESS,	/* MOV DR: hand the debug registers over */
+	VIREO_EXIT_EXCEPTION,	/* an intercepted exception: exit.exc */
 	VIREO_EXIT_FAIL_ENTRY,	/* entry refused: exit.fail_reason */
 	VIREO_EXIT_UNHANDLED,	/* anything else: exit.raw */
 };
@@ -76,6 +79,11 @@ struct vireo_exit {
 			/* the translation existed but forbade the access */
 			u8 present;
 		} tdp;
+		struct {
+			u8 vector;
+			u32 error_code;
+			u64 dr6;	/* #DB: what caused it */
+		} exc;
 		/* VMX: exit reason with bit 31 set; SVM: VMEXIT_INVALID */
 		u64 fail_reason;
 		/* vendor exit code and qualification, for INTERNAL_ERROR */
@@ -157,9 +165,31 @@ struct vireo_backend {
 	int (*set_sregs)(struct vireo_vcpu *vcpu,
 			 const struct kvm_sregs *sregs);
 
-	/* Queue an exception for the next entry. */
-	void (*inject_exception)(struct vireo_vcpu *vcpu, u8 vector,
-				 bool has_error, u32 error_code);
+	/*
+	 * MSRs held in the VMCS/VMCB or switched by the backend (EFER,
+	 * FS/GS base, KERNEL_GS_BASE, STAR/LSTAR/CSTAR/SFMASK, SYSENTER_*,
+	 * PAT, DEBUGCTL).  0: done; 1: not the backend's; -EINVAL: the
+	 * value (or, for the guest, the access) is refused: #GP.  @host:
+	 * the VMM is asking (KVM_GET/SET_MSRS), not the guest.
+	 */
+	int (*get_msr)(struct vireo_vcpu *vcpu, u32 index, u64 *data);
+	int (*set_msr)(struct vireo_vcpu *vcpu, u32 index, u64 data,
+		       bool host);
+
+	/*
+	 * Events.  The core decides what to deliver (vcpu->ev.inject, see
+	 * vireo.h); vcpu_run() hands vcpu->ev.inject to the hardware and
+	 * clears it, and after the exit puts back an event whose delivery
+	 * the exit interrupted.  It also opens an interrupt window (an
+	 * exit as soon as the guest can take an interrupt) while
+	 * vcpu->ev.irq_window is set, and an NMI window likewise.
+	 */
+	u32 (*get_interrupt_shadow)(struct vireo_vcpu *vcpu);
+	void (*set_interrupt_shadow)(struct vireo_vcpu *vcpu, u32 shadow);
+	bool (*get_nmi_mask)(struct vireo_vcpu *vcpu);
+	void (*set_nmi_mask)(struct vireo_vcpu *vcpu, bool masked);
+	/* An NMI can be injected now (not blocked by NMI or MOV SS). */
+	bool (*nmi_allowed)(struct vireo_vcpu *vcpu);
 
 	/*
 	 * Nested paging.  The core's TDP MMU (arch/x86/tdp.c) builds
@@ -177,6 +207,22 @@ struct vireo_backend {
 	 */
 	void (*flush_tlb)(struct vireo_vcpu *vcpu);
 };
+
+/* MSRs the core switches lazily for a backend: vireo_uret_set() */
+enum {
+	VIREO_URET_TSC_AUX,
+	VIREO_URET_STAR,
+	VIREO_URET_LSTAR,
+	VIREO_URET_CSTAR,
+	VIREO_URET_SFMASK,
+	VIREO_URET_NR
+};
+
+/* Services of the core for the backends. */
+void vireo_uret_set(unsigned int slot, u64 val);
+void vireo_queue_exception(struct vireo_vcpu *vcpu, u8 vector,
+			   bool has_error, u32 error_code);
+u64 vireo_guest_tsc(struct vireo_vcpu *vcpu);
 
 int vireo_register_backend(const struct vireo_backend *backend);
 void vireo_unregister_backend(const struct vireo_backend *backend);

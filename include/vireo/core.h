@@ -41,5 +41,31 @@ long vireo_get_supported_cpuid(struct kvm_cpuid2 __user *argp);
 long vireo_set_cpuid2(struct vireo_vcpu *vcpu, struct kvm_cpuid2 __user *argp);
 long vireo_get_cpuid2(struct vireo_vcpu *vcpu, struct kvm_cpuid2 __user *argp);
 void vireo_emulate_cpuid(struct vireo_vcpu *vcpu, bool guest_osxsave);
+u64 vireo_guest_xcr0_mask(struct vireo_vcpu *vcpu);
+int vireo_xsave2_size(void);
+u64 vireo_supported_xcr0(void);
+bool vireo_xcr0_valid(struct vireo_vcpu *vcpu, u64 xcr0);
+long vireo_state_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
+		       void __user *argp);
+
+void vireo_arch_vm_init(struct vireo_vm *vm);
+long vireo_arch_vm_ioctl(struct vireo_vm *vm, unsigned int ioctl,
+			 unsigned long arg);
+
+/* arch/x86/msr.c */
+long vireo_get_msr_index_list(void __user *argp);
+long vireo_get_msr_feature_index_list(void __user *argp);
+long vireo_get_feature_msrs(void __user *argp);
+long vireo_msrs_ioctl(struct vireo_vcpu *vcpu, void __user *argp, bool set);
+int vireo_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data, bool host);
+int vireo_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data, bool host);
+void vireo_msrs_reset(struct vireo_vcpu *vcpu);
+void vireo_uret_cpu_down(void);
+void vireo_vm_init_clock(struct vireo_vm *vm);
+int vireo_get_clock(struct vireo_vm *vm, void __user *argp);
+int vireo_set_clock(struct vireo_vm *vm, void __user *argp);
+void vireo_kvmclock_update(struct vireo_vcpu *vcpu);
+int vireo_get_tsc_khz(struct vireo_vcpu *vcpu);
+int vireo_set_tsc_khz(struct vireo_vcpu *vcpu, unsigned long khz);
 
 #endif /* _VIREO_CORE_H */

@@ -59,6 +59,14 @@ struct vireo_vm {
 
 	u64 tss_addr;
 	u64 identity_map_addr;
+
+	/*
+	 * The kvmclock of every vCPU is one function of the host TSC:
+	 * ns = kvmclock_ns + scaled(host TSC - kvmclock_tsc).
+	 */
+	u64 kvmclock_tsc;
+	u64 kvmclock_ns;
+	u64 tsc_offset;		/* of new vCPUs: guest TSCs start at 0 */
 };
 
 /* vcpu->mode */
@@ -73,6 +81,49 @@ enum {
 };
 
 /* A KVM_RUN exit the next KVM_RUN must finish before entering. */
+/* Event types, as the core queues them for injection. */
+enum vireo_event_type {
+	VIREO_EV_INTR,		/* external interrupt */
+	VIREO_EV_NMI,
+	VIREO_EV_EXCEPTION,	/* hardware exception */
+	VIREO_EV_SOFT_INTR,	/* INT n */
+	VIREO_EV_SOFT_EXCEPTION,/* INT3, INTO */
+	VIREO_EV_PRIV_SOFT,	/* INT1 (ICEBP) */
+};
+
+struct vireo_event {
+	bool valid;
+	u8 type;		/* enum vireo_event_type */
+	u8 vector;
+	bool has_error;
+	u32 error_code;
+	u32 insn_len;		/* software events: the instruction's length */
+};
+
+/* The MSRs a guest's OS needs that the core keeps (arch/x86/msr.c). */
+#define VIREO_MTRR_VAR		8
+#define VIREO_MTRR_FIXED	11
+
+struct vireo_msrs {
+	u64 apic_base;
+	u64 tsc_offset;		/* guest TSC = host TSC + tsc_offset */
+	u64 tsc_aux;
+	u64 tsc_deadline;
+	u64 misc_enable;
+	u64 spec_ctrl;
+	u64 mcg_status;
+	u64 ucode_rev;
+	u64 feat_ctl;
+	u64 hwcr;
+	u64 de_cfg;
+	u64 mtrr_def_type;
+	u64 mtrr_fixed[VIREO_MTRR_FIXED];
+	u64 mtrr_var[2 * VIREO_MTRR_VAR];	/* base, mask pairs */
+	u64 kvmclock_system_time;	/* MSR_KVM_SYSTEM_TIME(_NEW) */
+	u64 kvmclock_wall_clock;
+	bool kvmclock_update;		/* rewrite the guest's pvclock */
+};
+
 enum vireo_pending {
 	VCPU_PENDING_NONE,
 	VCPU_PENDING_PIO_IN,	/* copy pio data into RAX or memory */
@@ -121,6 +172,36 @@ struct vireo_vcpu {
 	} pend;
 
 	struct vireo_exit exit;
+
+	struct vireo_msrs msr;
+	u64 xcr0;
+	u32 mp_state;		/* KVM_MP_STATE_* */
+
+	/* Events waiting for the guest (arch/x86/x86.c) */
+	struct {
+		struct vireo_event inject;	/* delivered on the next entry */
+		bool irq_queued;		/* KVM_INTERRUPT, not yet in */
+		u8 irq_vector;
+		bool nmi_pending;		/* KVM_NMI */
+		bool irq_window;		/* ask for an interrupt window */
+		bool nmi_window;
+	} ev;
+
+	/*
+	 * Debug registers.  The guest's own live here while it does not
+	 * touch them; after its first MOV DR they are handed over to it
+	 * (loaded before entry, saved after exit) until the next exit.
+	 */
+	struct {
+		u64 db[4], dr6, dr7;
+		bool guest_owns;	/* loaded for this entry */
+		u32 guest_debug;	/* KVM_SET_GUEST_DEBUG control */
+		u64 debug_db[4], debug_dr7;
+		bool set_tf;		/* single-step set RFLAGS.TF */
+		/* what the backend must use on this entry */
+		u64 eff_dr7;
+		bool intercept_db, intercept_bp;
+	} dbg;
 
 	/* KVM_SET_CPUID2's table (arch/x86/cpuid.c) */
 	struct kvm_cpuid_entry2 *cpuid;

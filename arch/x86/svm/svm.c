@@ -30,13 +30,11 @@
 /* VM_CR MSR */
 #define VM_CR_SVMDIS			BIT_ULL(4)
 
-/* The APIC base a vCPU reports until the APIC is emulated. */
-#define APIC_DEFAULT_BASE		0xfee00000ULL
-#define APIC_BASE_ENABLE		BIT_ULL(11)
-#define APIC_BASE_BSP			BIT_ULL(8)
 #define PAT_POWER_ON			0x0007040600070406ULL
 #define UD_VECTOR			6
-#define GP_VECTOR			13
+#define DR_INTERCEPT_ALL		0xffffffffU
+#define EXC_INTERCEPT_DB		BIT(1)
+#define EXC_INTERCEPT_BP		BIT(3)
 #define IOPM_PAGES_ORDER		2	/* 12 KiB used */
 #define MSRPM_PAGES_ORDER		1	/* 8 KiB */
 
@@ -61,10 +59,11 @@ struct svm_vcpu {
 	struct vireo_vcpu vcpu;		/* first: the core allocates us */
 	struct vmcb *vmcb;
 	u64 vmcb_pa;
-	u64 apic_base;
 	u64 asid_generation;
 	u32 asid;
 	bool new_asid;
+	/* the guest is in its NMI handler until its IRET */
+	bool nmi_masked;
 };
 
 struct svm_vm {
@@ -301,7 +300,6 @@ static void svm_get_sregs(struct vireo_vcpu *vcpu, struct kvm_sregs *s)
 	s->cr4 = save->cr4;
 	s->cr8 = svm->vmcb->control.int_ctl & 0xf;
 	s->efer = save->efer & ~EFER_SVME;
-	s->apic_base = svm->apic_base;
 	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
 }
 
@@ -330,7 +328,6 @@ static int svm_set_sregs(struct vireo_vcpu *vcpu, const struct kvm_sregs *s)
 	save->efer = s->efer | EFER_SVME;
 	svm->vmcb->control.int_ctl =
 		(svm->vmcb->control.int_ctl & ~0xfULL) | (s->cr8 & 0xf);
-	svm->apic_base = s->apic_base;
 	return 0;
 }
 
@@ -379,8 +376,7 @@ static void svm_reset(struct svm_vcpu *svm)
 	save->dr6 = 0xffff0ff0;
 	save->dr7 = 0x400;
 	save->g_pat = PAT_POWER_ON;
-	svm->apic_base = APIC_DEFAULT_BASE | APIC_BASE_ENABLE |
-			 (svm->vcpu.id == 0 ? APIC_BASE_BSP : 0);
+	c->intercept_dr = DR_INTERCEPT_ALL;
 }
 
 static int svm_vcpu_create(struct vireo_vcpu *vcpu)
@@ -421,16 +417,6 @@ static void svm_flush_tlb(struct vireo_vcpu *vcpu)
 	to_svm(vcpu)->new_asid = true;
 }
 
-static void svm_inject_exception(struct vireo_vcpu *vcpu, u8 vector,
-				 bool has_error, u32 error_code)
-{
-	struct vmcb_control *c = &to_svm(vcpu)->vmcb->control;
-
-	c->event_inj = vector | EVTINJ_TYPE_EXCEPTION | EVTINJ_VALID |
-		       (has_error ? EVTINJ_ERROR_VALID |
-				    ((u64)error_code << 32) : 0);
-}
-
 static void svm_pick_asid(struct svm_vcpu *svm)
 {
 	struct svm_cpu *sc = this_cpu_ptr(&svm_cpus);
@@ -457,50 +443,259 @@ static u32 next_rip_len(struct svm_vcpu *svm)
 	return svm->vmcb->control.next_rip - svm->vmcb->save.rip;
 }
 
-/* RDMSR/WRMSR of the MSRs that live in the VMCB; false: not ours. */
-static bool svm_msr(struct svm_vcpu *svm, bool write)
+/* The MSRs that live in the VMCB. */
+static u64 *vmcb_msr(struct vmcb_save *save, u32 index)
 {
-	struct vireo_vcpu *vcpu = &svm->vcpu;
-	struct vmcb_save *save = &svm->vmcb->save;
-	u32 index = vcpu->regs[VCPU_RCX];
-	u64 val = (vcpu->regs[VCPU_RDX] << 32) | (u32)vcpu->regs[VCPU_RAX];
+	switch (index) {
+	case MSR_FS_BASE:
+		return &save->fs.base;
+	case MSR_GS_BASE:
+		return &save->gs.base;
+	case MSR_KERNEL_GS_BASE:
+		return &save->kernel_gs_base;
+	case MSR_STAR:
+		return &save->star;
+	case MSR_LSTAR:
+		return &save->lstar;
+	case MSR_CSTAR:
+		return &save->cstar;
+	case MSR_SYSCALL_MASK:
+		return &save->sfmask;
+	case MSR_IA32_SYSENTER_CS:
+		return &save->sysenter_cs;
+	case MSR_IA32_SYSENTER_ESP:
+		return &save->sysenter_esp;
+	case MSR_IA32_SYSENTER_EIP:
+		return &save->sysenter_eip;
+	case MSR_IA32_CR_PAT:
+		return &save->g_pat;
+	case MSR_IA32_DEBUGCTLMSR:
+		return &save->dbgctl;
+	default:
+		return NULL;
+	}
+}
+
+static int svm_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data)
+{
+	struct vmcb_save *save = &to_svm(vcpu)->vmcb->save;
+	u64 *field;
+
+	if (index == MSR_EFER) {
+		*data = save->efer & ~EFER_SVME;
+		return 0;
+	}
+	field = vmcb_msr(save, index);
+	if (!field)
+		return 1;
+	*data = *field;
+	return 0;
+}
+
+static bool pat_valid(u64 pat)
+{
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		u8 t = pat >> (8 * i);
+
+		if (t > 7 || t == 2 || t == 3)
+			return false;
+	}
+	return true;
+}
+
+static int svm_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
+		       bool host)
+{
+	struct vmcb_save *save = &to_svm(vcpu)->vmcb->save;
 	u64 *field;
 
 	switch (index) {
 	case MSR_EFER:
-		field = &save->efer;
+		/* SCE, LME, LMA (the CPU's), NXE; SVME stays ours */
+		if (data & ~(u64)(EFER_SCE | EFER_LME | EFER_LMA | EFER_NX))
+			return -EINVAL;
+		if (!host) {
+			if ((save->cr0 & X86_CR0_PG) &&
+			    ((data ^ save->efer) & EFER_LME))
+				return -EINVAL;
+			data = (data & ~(u64)EFER_LMA) |
+			       (save->efer & EFER_LMA);
+		}
+		save->efer = data | EFER_SVME;
+		return 0;
+	case MSR_IA32_CR_PAT:
+		if (!pat_valid(data))
+			return -EINVAL;
+		break;
+	case MSR_IA32_DEBUGCTLMSR:
+		/* no LBR virtualization: only "off" */
+		if (data)
+			return -EINVAL;
 		break;
 	case MSR_FS_BASE:
-		field = &save->fs.base;
-		break;
 	case MSR_GS_BASE:
-		field = &save->gs.base;
-		break;
 	case MSR_KERNEL_GS_BASE:
-		field = &save->kernel_gs_base;
+	case MSR_LSTAR:
+	case MSR_CSTAR:
+	case MSR_IA32_SYSENTER_ESP:
+	case MSR_IA32_SYSENTER_EIP:
+		if (!host && !__is_canonical_address(data, 48))
+			return -EINVAL;
+		break;
+	}
+	field = vmcb_msr(save, index);
+	if (!field)
+		return 1;
+	*field = data;
+	return 0;
+}
+
+/* ---- events ---- */
+
+static u32 svm_get_interrupt_shadow(struct vireo_vcpu *vcpu)
+{
+	if (to_svm(vcpu)->vmcb->control.int_state & INT_STATE_SHADOW)
+		return KVM_X86_SHADOW_INT_MOV_SS | KVM_X86_SHADOW_INT_STI;
+	return 0;
+}
+
+static void svm_set_interrupt_shadow(struct vireo_vcpu *vcpu, u32 shadow)
+{
+	struct vmcb_control *c = &to_svm(vcpu)->vmcb->control;
+
+	if (shadow)
+		c->int_state |= INT_STATE_SHADOW;
+	else
+		c->int_state &= ~(u64)INT_STATE_SHADOW;
+}
+
+/* AMD-V does not track NMI blocking: we do, until the guest's IRET. */
+static void svm_set_nmi_mask(struct vireo_vcpu *vcpu, bool masked)
+{
+	struct svm_vcpu *svm = to_svm(vcpu);
+
+	svm->nmi_masked = masked;
+	if (masked)
+		svm->vmcb->control.intercept_misc1 |= INTERCEPT_IRET;
+	else
+		svm->vmcb->control.intercept_misc1 &= ~INTERCEPT_IRET;
+}
+
+static bool svm_get_nmi_mask(struct vireo_vcpu *vcpu)
+{
+	return to_svm(vcpu)->nmi_masked;
+}
+
+static bool svm_nmi_allowed(struct vireo_vcpu *vcpu)
+{
+	return !to_svm(vcpu)->nmi_masked && !svm_get_interrupt_shadow(vcpu);
+}
+
+/* vcpu->ev.inject into EVENTINJ, and the interrupt window. */
+static void svm_load_events(struct svm_vcpu *svm)
+{
+	struct vireo_vcpu *vcpu = &svm->vcpu;
+	struct vireo_event *inj = &vcpu->ev.inject;
+	struct vmcb_control *c = &svm->vmcb->control;
+	u64 ev = 0;
+
+	if (inj->valid) {
+		switch (inj->type) {
+		case VIREO_EV_INTR:
+			ev = EVTINJ_TYPE_INTR;
+			break;
+		case VIREO_EV_NMI:
+			ev = EVTINJ_TYPE_NMI;
+			svm_set_nmi_mask(vcpu, true);
+			break;
+		case VIREO_EV_SOFT_INTR:
+			ev = EVTINJ_TYPE_SOFT;
+			break;
+		default:
+			ev = EVTINJ_TYPE_EXCEPTION;
+			/* real mode delivers no error codes */
+			if (inj->has_error && (svm->vmcb->save.cr0 & X86_CR0_PE))
+				ev |= EVTINJ_ERROR_VALID |
+				      ((u64)inj->error_code << 32);
+			break;
+		}
+		ev |= inj->vector | EVTINJ_VALID;
+		inj->valid = false;
+	}
+	c->event_inj = ev;
+
+	/*
+	 * A virtual interrupt the guest cannot see (VINTR intercepted)
+	 * makes the CPU exit as soon as the guest could take it.
+	 */
+	if (vcpu->ev.irq_window) {
+		c->int_ctl |= V_IRQ | V_IGN_TPR | (0xfULL << V_INTR_PRIO_SHIFT);
+		c->intercept_misc1 |= INTERCEPT_VINTR;
+	} else {
+		c->int_ctl &= ~(u64)(V_IRQ | V_IGN_TPR |
+				     (0xfULL << V_INTR_PRIO_SHIFT));
+		c->intercept_misc1 &= ~INTERCEPT_VINTR;
+	}
+}
+
+/*
+ * An event whose delivery the exit interrupted goes back to the core.
+ * Software interrupts and INT3/INTO are not: RIP still points at the
+ * instruction, which simply runs again.
+ */
+static void svm_save_events(struct svm_vcpu *svm)
+{
+	struct vireo_event *inj = &svm->vcpu.ev.inject;
+	u64 info = svm->vmcb->control.exit_int_info;
+	u8 vector = info & EVTINJ_VECTOR_MASK;
+
+	memset(inj, 0, sizeof(*inj));
+	if (!(info & EVTINJ_VALID))
+		return;
+	switch (info & EVTINJ_TYPE_MASK) {
+	case EVTINJ_TYPE_INTR:
+		inj->type = VIREO_EV_INTR;
+		break;
+	case EVTINJ_TYPE_NMI:
+		inj->type = VIREO_EV_NMI;
+		break;
+	case EVTINJ_TYPE_EXCEPTION:
+		if (vector == BP_VECTOR || vector == OF_VECTOR)
+			return;
+		inj->type = VIREO_EV_EXCEPTION;
 		break;
 	default:
-		return false;
+		return;
 	}
-	if (!write) {
-		val = *field;
-		if (index == MSR_EFER)
-			val &= ~EFER_SVME;
-		vcpu->regs[VCPU_RAX] = (u32)val;
-		vcpu->regs[VCPU_RDX] = val >> 32;
-	} else if (index == MSR_EFER) {
-		/* SCE, LME, LMA (read-only), NXE; SVME stays ours */
-		if (val & ~(u64)(EFER_SCE | EFER_LME | EFER_LMA | EFER_NX)) {
-			svm_inject_exception(vcpu, GP_VECTOR, true, 0);
-			return true;
-		}
-		*field = (val & ~(u64)EFER_LMA) | (*field & EFER_LMA) |
-			 EFER_SVME;
-	} else {
-		*field = val;
-	}
-	vcpu->rip += next_rip_len(svm) ?: 2;
-	return true;
+	inj->valid = true;
+	inj->vector = vector;
+	inj->has_error = !!(info & EVTINJ_ERROR_VALID);
+	inj->error_code = info >> 32;
+}
+
+/* Debug registers and exception intercepts for this entry. */
+static void svm_load_debug(struct svm_vcpu *svm)
+{
+	struct vireo_vcpu *vcpu = &svm->vcpu;
+	struct vmcb_control *c = &svm->vmcb->control;
+
+	svm->vmcb->save.dr7 = vcpu->dbg.eff_dr7;
+	svm->vmcb->save.dr6 = vcpu->dbg.dr6;
+	c->intercept_dr = vcpu->dbg.guest_owns ? 0 : DR_INTERCEPT_ALL;
+	c->intercept_exceptions = (vcpu->dbg.intercept_db ? EXC_INTERCEPT_DB : 0) |
+				  (vcpu->dbg.intercept_bp ? EXC_INTERCEPT_BP : 0);
+}
+
+static void svm_save_debug(struct svm_vcpu *svm)
+{
+	struct vireo_vcpu *vcpu = &svm->vcpu;
+
+	if (!vcpu->dbg.intercept_db)
+		vcpu->dbg.dr6 = svm->vmcb->save.dr6;
+	if (!(vcpu->dbg.guest_debug & KVM_GUESTDBG_USE_HW_BP))
+		vcpu->dbg.dr7 = svm->vmcb->save.dr7;
 }
 
 static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
@@ -516,6 +711,9 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	save->rflags = vcpu->rflags;
 	save->rsp = vcpu->regs[VCPU_RSP];
 	save->rax = vcpu->regs[VCPU_RAX];
+	c->tsc_offset = vcpu->msr.tsc_offset;
+	svm_load_events(svm);
+	svm_load_debug(svm);
 	c->clean = 0;
 
 	asm volatile("vmsave %%rax" : : "a" (page_to_phys(sc->host_state))
@@ -531,10 +729,9 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	vcpu->regs[VCPU_RSP] = save->rsp;
 	vcpu->regs[VCPU_RAX] = save->rax;
 
-	/* an event whose delivery the exit interrupted is delivered again */
 	c->event_inj = 0;
-	if (c->exit_int_info & EVTINJ_VALID)
-		c->event_inj = c->exit_int_info;
+	svm_save_events(svm);
+	svm_save_debug(svm);
 
 	code = c->exit_code;
 	info1 = c->exit_info_1;
@@ -567,10 +764,31 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		exit->insn_len = info2 - save->rip;
 		break;
 	case SVM_EXIT_MSR:
-		if (!svm_msr(svm, info1 == 1))
-			exit->reason = info1 == 1 ? VIREO_EXIT_MSR_WRITE :
-						    VIREO_EXIT_MSR_READ;
+		exit->reason = info1 == 1 ? VIREO_EXIT_MSR_WRITE :
+					    VIREO_EXIT_MSR_READ;
 		exit->insn_len = next_rip_len(svm);
+		break;
+	case SVM_EXIT_VINTR:
+		c->int_ctl &= ~(u64)V_IRQ;
+		c->intercept_misc1 &= ~INTERCEPT_VINTR;
+		exit->reason = VIREO_EXIT_IRQ_WINDOW;
+		break;
+	case SVM_EXIT_IRET:
+		/* the NMI handler returns: NMIs are open again */
+		svm_set_nmi_mask(vcpu, false);
+		break;
+	case SVM_EXIT_READ_DR0 ... SVM_EXIT_WRITE_DR15:
+		exit->reason = VIREO_EXIT_DR_ACCESS;
+		break;
+	case SVM_EXIT_EXCP_DB:
+		exit->reason = VIREO_EXIT_EXCEPTION;
+		exit->exc.vector = DB_VECTOR;
+		exit->exc.dr6 = save->dr6;
+		break;
+	case SVM_EXIT_EXCP_BP:
+		exit->reason = VIREO_EXIT_EXCEPTION;
+		exit->exc.vector = BP_VECTOR;
+		exit->insn_len = next_rip_len(svm) ?: 1;
 		break;
 	case SVM_EXIT_XSETBV:
 		exit->reason = VIREO_EXIT_XSETBV;
@@ -595,7 +813,7 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	case SVM_EXIT_MWAIT:
 	case SVM_EXIT_MWAIT_COND:
 		/* the guest has no SVM and no MONITOR/MWAIT */
-		svm_inject_exception(vcpu, UD_VECTOR, false, 0);
+		vireo_queue_exception(vcpu, UD_VECTOR, false, 0);
 		break;
 	case SVM_EXIT_SHUTDOWN:
 		exit->reason = VIREO_EXIT_SHUTDOWN;
@@ -637,7 +855,13 @@ static const struct vireo_backend svm_backend = {
 	.vcpu_run = svm_vcpu_run,
 	.get_sregs = svm_get_sregs,
 	.set_sregs = svm_set_sregs,
-	.inject_exception = svm_inject_exception,
+	.get_msr = svm_get_msr,
+	.set_msr = svm_set_msr,
+	.get_interrupt_shadow = svm_get_interrupt_shadow,
+	.set_interrupt_shadow = svm_set_interrupt_shadow,
+	.get_nmi_mask = svm_get_nmi_mask,
+	.set_nmi_mask = svm_set_nmi_mask,
+	.nmi_allowed = svm_nmi_allowed,
 	.tdp_entry = svm_tdp_entry,
 	.set_tdp_root = svm_set_tdp_root,
 	.flush_tlb = svm_flush_tlb,

@@ -12,6 +12,8 @@
 
 /* intercept word 3 (offset 0x0c) */
 #define INTERCEPT_INTR			BIT(0)
+#define INTERCEPT_VINTR			BIT(4)
+#define INTERCEPT_IRET			BIT(20)
 #define INTERCEPT_NMI			BIT(1)
 #define INTERCEPT_SMI			BIT(2)
 #define INTERCEPT_INIT			BIT(3)
@@ -36,7 +38,14 @@
 #define INTERCEPT_XSETBV		BIT(13)
 
 /* int_ctl */
+#define V_TPR_MASK			0xfULL
+#define V_IRQ				BIT(8)
+#define V_INTR_PRIO_SHIFT		16
+#define V_IGN_TPR			BIT(20)
 #define V_INTR_MASKING			BIT(24)
+
+/* int_state */
+#define INT_STATE_SHADOW		BIT(0)
 
 /* tlb_ctl */
 #define TLB_CONTROL_DO_NOTHING		0
@@ -47,16 +56,27 @@
 
 /* event_inj and exit_int_info */
 #define EVTINJ_VECTOR_MASK		0xff
+#define EVTINJ_TYPE_SHIFT		8
+#define EVTINJ_TYPE_MASK		(7 << 8)
+#define EVTINJ_TYPE_INTR		(0 << 8)
+#define EVTINJ_TYPE_NMI			(2 << 8)
 #define EVTINJ_TYPE_EXCEPTION		(3 << 8)
+#define EVTINJ_TYPE_SOFT		(4 << 8)
 #define EVTINJ_ERROR_VALID		BIT(11)
 #define EVTINJ_VALID			BIT(31)
 
 /* exit codes */
+#define SVM_EXIT_READ_DR0		0x020
+#define SVM_EXIT_WRITE_DR15		0x03f
+#define SVM_EXIT_EXCP_DB		0x041
+#define SVM_EXIT_EXCP_BP		0x043
 #define SVM_EXIT_INTR			0x060
 #define SVM_EXIT_NMI			0x061
 #define SVM_EXIT_SMI			0x062
 #define SVM_EXIT_INIT			0x063
+#define SVM_EXIT_VINTR			0x064
 #define SVM_EXIT_CPUID			0x072
+#define SVM_EXIT_IRET			0x074
 #define SVM_EXIT_INVD			0x076
 #define SVM_EXIT_HLT			0x078
 #define SVM_EXIT_INVLPGA		0x07a

@@ -114,13 +114,17 @@ enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_LDTR, SEG_TR };
 /* pin-based controls */
 #define PIN_EXTINT_EXITING		BIT(0)
 #define PIN_NMI_EXITING			BIT(3)
+#define PIN_VIRTUAL_NMIS		BIT(5)
 /* primary processor-based controls */
+#define PROC_INTR_WINDOW_EXITING	BIT(2)
+#define PROC_TSC_OFFSETTING		BIT(3)
 #define PROC_HLT_EXITING		BIT(7)
 #define PROC_MWAIT_EXITING		BIT(10)
 #define PROC_CR3_LOAD_EXITING		BIT(15)
 #define PROC_CR3_STORE_EXITING		BIT(16)
 #define PROC_CR8_LOAD_EXITING		BIT(19)
 #define PROC_CR8_STORE_EXITING		BIT(20)
+#define PROC_NMI_WINDOW_EXITING		BIT(22)
 #define PROC_MOV_DR_EXITING		BIT(23)
 #define PROC_UNCOND_IO_EXITING		BIT(24)
 #define PROC_USE_MSR_BITMAPS		BIT(28)
@@ -146,9 +150,19 @@ enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_LDTR, SEG_TR };
 #define ENTRY_LOAD_PAT			BIT(14)
 #define ENTRY_LOAD_EFER			BIT(15)
 
+/* guest interruptibility state */
+#define INTERRUPTIBILITY_STI		BIT(0)
+#define INTERRUPTIBILITY_MOV_SS		BIT(1)
+#define INTERRUPTIBILITY_NMI		BIT(3)
+/* pending debug exceptions: single step */
+#define PENDING_DBG_BS			BIT(14)
+/* exit qualification of a #DB: B0-B3, BD, BS */
+#define DB_QUAL_DR6_BITS		0x600fULL
+
 /* interruption information */
 #define INTR_INFO_VECTOR(i)		((i) & 0xff)
 #define INTR_INFO_TYPE(i)		(((i) >> 8) & 7)
+#define INTR_TYPE_EXT_INTR		0
 #define INTR_TYPE_NMI			2
 #define INTR_TYPE_HW_EXCEPTION		3
 #define INTR_TYPE_SW_INTR		4
@@ -163,6 +177,8 @@ enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_LDTR, SEG_TR };
 #define EXIT_REASON_TRIPLE_FAULT	2
 #define EXIT_REASON_INIT		3
 #define EXIT_REASON_SIPI		4
+#define EXIT_REASON_INTR_WINDOW		7
+#define EXIT_REASON_NMI_WINDOW		8
 #define EXIT_REASON_CPUID		10
 #define EXIT_REASON_HLT			12
 #define EXIT_REASON_INVD		13

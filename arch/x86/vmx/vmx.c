@@ -14,6 +14,7 @@
 #include <linux/smp.h>
 #include <linux/spinlock.h>
 #include <asm/asm.h>
+#include <asm/debugreg.h>
 #include <asm/desc.h>
 #include <asm/io.h>
 #include <asm/msr.h>
@@ -48,9 +49,6 @@ static bool enable_vpid = true;
 module_param_named(vpid, enable_vpid, bool, 0444);
 MODULE_PARM_DESC(vpid, "Tag guest TLB entries with VPIDs when the CPU has them (default: on)");
 
-#define APIC_DEFAULT_BASE		0xfee00000ULL
-#define APIC_BASE_ENABLE		BIT_ULL(11)
-#define APIC_BASE_BSP			BIT_ULL(8)
 #define PAT_POWER_ON			0x0007040600070406ULL
 #define UD_VECTOR			6
 #define GP_VECTOR			13
@@ -63,6 +61,7 @@ static DEFINE_PER_CPU(struct page *, vmxon_page);
 
 /* The controls every VMCS gets, computed once against the CPU's MSRs. */
 static u32 pin_ctls, proc_ctls, proc2_ctls, exit_ctls, entry_ctls;
+static u32 window_ctls;	/* interrupt/NMI-window exiting, if available */
 static u64 cr0_fixed0, cr0_fixed1, cr4_fixed0, cr4_fixed1;
 /* CR0/CR4 bits the host owns (the guest sees its read shadow there) */
 static unsigned long cr0_host_mask, cr4_host_mask;
@@ -89,9 +88,10 @@ struct vmx_vcpu {
 	struct list_head loaded_link;
 	u16 vpid;
 	u64 cr2, cr8;
-	u64 dr[4], dr6;
-	u64 apic_base;
 	u64 guest_kernel_gs_base;
+	/* SYSCALL MSRs, loaded until the next return to userspace */
+	u64 star, lstar, cstar, sfmask;
+	u32 proc_ctls;
 	bool pdptrs_stale;		/* PAE paging set from outside */
 	u32 entry_ctls;
 };
@@ -322,7 +322,8 @@ static int vmx_setup_controls(u64 basic)
 
 	ret = adjust_ctls(true_ctls ? MSR_IA32_VMX_TRUE_PINBASED_CTLS :
 					MSR_IA32_VMX_PINBASED_CTLS,
-			  PIN_EXTINT_EXITING | PIN_NMI_EXITING,
+			  PIN_EXTINT_EXITING | PIN_NMI_EXITING |
+			  PIN_VIRTUAL_NMIS,
 			  PIN_EXTINT_EXITING | PIN_NMI_EXITING, &pin_ctls);
 	ret = ret ?: adjust_ctls(true_ctls ? MSR_IA32_VMX_TRUE_PROCBASED_CTLS :
 					     MSR_IA32_VMX_PROCBASED_CTLS,
@@ -330,15 +331,26 @@ static int vmx_setup_controls(u64 basic)
 			  PROC_CR8_LOAD_EXITING | PROC_CR8_STORE_EXITING |
 			  PROC_MOV_DR_EXITING | PROC_UNCOND_IO_EXITING |
 			  PROC_USE_MSR_BITMAPS | PROC_MONITOR_EXITING |
-			  PROC_SECONDARY,
+			  PROC_TSC_OFFSETTING | PROC_SECONDARY,
 			  PROC_HLT_EXITING | PROC_CR8_LOAD_EXITING |
 			  PROC_CR8_STORE_EXITING | PROC_MOV_DR_EXITING |
 			  PROC_UNCOND_IO_EXITING | PROC_USE_MSR_BITMAPS |
-			  PROC_SECONDARY, &proc_ctls);
+			  PROC_TSC_OFFSETTING | PROC_SECONDARY, &proc_ctls);
+	/* the windows are switched on when needed, if the CPU has them */
+	if (!ret)
+		ret = adjust_ctls(true_ctls ? MSR_IA32_VMX_TRUE_PROCBASED_CTLS :
+					      MSR_IA32_VMX_PROCBASED_CTLS,
+				  PROC_INTR_WINDOW_EXITING |
+				  PROC_NMI_WINDOW_EXITING,
+				  PROC_INTR_WINDOW_EXITING, &window_ctls);
+	window_ctls &= PROC_INTR_WINDOW_EXITING | PROC_NMI_WINDOW_EXITING;
+	if (!(pin_ctls & PIN_VIRTUAL_NMIS))
+		window_ctls &= ~PROC_NMI_WINDOW_EXITING;
 	/* with EPT the guest owns CR3 */
 	proc_ctls &= ~(PROC_CR3_LOAD_EXITING | PROC_CR3_STORE_EXITING);
+	/* no XSAVES: the guest would save with the host's IA32_XSS */
 	proc2_want = PROC2_EPT | PROC2_UNRESTRICTED | PROC2_RDTSCP |
-		     PROC2_INVPCID | PROC2_XSAVES |
+		     PROC2_INVPCID |
 		     (have_vpid ? PROC2_VPID : 0);
 	ret = ret ?: adjust_ctls(MSR_IA32_VMX_PROCBASED_CTLS2, proc2_want,
 				 PROC2_EPT | PROC2_UNRESTRICTED, &proc2_ctls);
@@ -656,7 +668,6 @@ static void vmx_get_sregs(struct vireo_vcpu *vcpu, struct kvm_sregs *s)
 	s->cr4 = guest_cr4(vmx);
 	s->cr8 = vmx->cr8;
 	s->efer = vmcs_read(GUEST_IA32_EFER);
-	s->apic_base = vmx->apic_base;
 	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
 }
 
@@ -685,7 +696,6 @@ static int vmx_set_sregs(struct vireo_vcpu *vcpu, const struct kvm_sregs *s)
 	set_efer(vmx, s->efer);
 	vmx->cr2 = s->cr2;
 	vmx->cr8 = s->cr8 & 0xf;
-	vmx->apic_base = s->apic_base;
 	/* with EPT, entering PAE paging loads the PDPTEs from the VMCS */
 	vmx->pdptrs_stale = pae_paging(s->cr0, s->cr4, s->efer);
 	return 0;
@@ -709,20 +719,6 @@ static int vmx_pre_entry(struct vireo_vcpu *vcpu)
 	return 0;
 }
 
-static void vmx_inject_exception(struct vireo_vcpu *vcpu, u8 vector,
-				 bool has_error, u32 error_code)
-{
-	struct vmx_vcpu *vmx = to_vmx(vcpu);
-	u32 info = vector | (INTR_TYPE_HW_EXCEPTION << 8) | INTR_INFO_VALID;
-
-	/* real mode delivers no error codes */
-	if (has_error && (guest_cr0(vmx) & X86_CR0_PE)) {
-		info |= INTR_INFO_ERROR_VALID;
-		vmcs_write(ENTRY_EXCEPTION_ERROR_CODE, error_code);
-	}
-	vmcs_write(ENTRY_INTR_INFO, info);
-}
-
 /* ---- vCPUs ---- */
 
 static void vmx_setup_vmcs(struct vmx_vcpu *vmx)
@@ -732,6 +728,7 @@ static void vmx_setup_vmcs(struct vmx_vcpu *vmx)
 
 	/* controls */
 	vmcs_write(PIN_BASED_CONTROLS, pin_ctls);
+	vmx->proc_ctls = proc_ctls;
 	vmcs_write(PROC_BASED_CONTROLS, proc_ctls);
 	vmcs_write(SECONDARY_CONTROLS, proc2_ctls);
 	vmcs_write(EXIT_CONTROLS, exit_ctls);
@@ -802,9 +799,6 @@ static void vmx_setup_vmcs(struct vmx_vcpu *vmx)
 	vmcs_write(GUEST_PENDING_DBG, 0);
 	vmcs_write(VMCS_LINK_POINTER, ~0ULL);
 	vmcs_write(GUEST_RFLAGS, 2);
-	vmx->dr6 = 0xffff0ff0;
-	vmx->apic_base = APIC_DEFAULT_BASE | APIC_BASE_ENABLE |
-			 (vcpu->id == 0 ? APIC_BASE_BSP : 0);
 }
 
 static u16 vpid_alloc(void)
@@ -894,12 +888,12 @@ static void skip_insn(struct vireo_vcpu *vcpu)
 
 static void inject_gp(struct vireo_vcpu *vcpu)
 {
-	vmx_inject_exception(vcpu, GP_VECTOR, true, 0);
+	vireo_queue_exception(vcpu, GP_VECTOR, true, 0);
 }
 
 static void inject_ud(struct vireo_vcpu *vcpu)
 {
-	vmx_inject_exception(vcpu, UD_VECTOR, false, 0);
+	vireo_queue_exception(vcpu, UD_VECTOR, false, 0);
 }
 
 /* MOV to/from CR0, CR4, CR8, CLTS, LMSW: the host-owned bits exit. */
@@ -980,100 +974,296 @@ static void vmx_cr_access(struct vmx_vcpu *vmx, u64 qual)
 	skip_insn(vcpu);
 }
 
-/* MOV DR: the guest's debug registers live here, not in the CPU. */
-static void vmx_dr_access(struct vmx_vcpu *vmx, u64 qual)
+/* The MSRs we switch for the guest ourselves. */
+static u64 *soft_msr(struct vmx_vcpu *vmx, u32 index)
 {
-	struct vireo_vcpu *vcpu = &vmx->vcpu;
-	u64 *reg = gpr(vcpu, DR_QUAL_GPR(qual));
-	int n = DR_QUAL_NUM(qual);
-	u64 *dr;
-
-	if (n == 4 || n == 5) {
-		if (guest_cr4(vmx) & X86_CR4_DE) {
-			inject_ud(vcpu);
-			return;
-		}
-		n += 2;
+	switch (index) {
+	case MSR_KERNEL_GS_BASE:
+		return &vmx->guest_kernel_gs_base;
+	case MSR_STAR:
+		return &vmx->star;
+	case MSR_LSTAR:
+		return &vmx->lstar;
+	case MSR_CSTAR:
+		return &vmx->cstar;
+	case MSR_SYSCALL_MASK:
+		return &vmx->sfmask;
+	default:
+		return NULL;
 	}
-	if (n == 7 && !(qual & DR_QUAL_FROM) && (*reg >> 32)) {
-		inject_gp(vcpu);
-		return;
-	}
-	if (n == 7) {
-		if (qual & DR_QUAL_FROM)
-			*reg = vmcs_read(GUEST_DR7);
-		else
-			vmcs_write(GUEST_DR7, (*reg & ~0xd800ULL) | 0x400);
-		skip_insn(vcpu);
-		return;
-	}
-	dr = n == 6 ? &vmx->dr6 : &vmx->dr[n];
-	if (qual & DR_QUAL_FROM)
-		*reg = *dr;
-	else
-		*dr = *reg;
-	skip_insn(vcpu);
 }
 
-/* RDMSR/WRMSR of the MSRs the VMCS holds; false: the core's business. */
-static bool vmx_msr(struct vmx_vcpu *vmx, bool write)
+/* The MSRs the VMCS holds. */
+static unsigned long vmcs_msr_field(u32 index)
 {
-	struct vireo_vcpu *vcpu = &vmx->vcpu;
-	u32 index = vcpu->regs[VCPU_RCX];
-	u64 val = (vcpu->regs[VCPU_RDX] << 32) | (u32)vcpu->regs[VCPU_RAX];
+	switch (index) {
+	case MSR_FS_BASE:
+		return SEG_BASE(SEG_FS);
+	case MSR_GS_BASE:
+		return SEG_BASE(SEG_GS);
+	case MSR_IA32_SYSENTER_CS:
+		return GUEST_SYSENTER_CS;
+	case MSR_IA32_SYSENTER_ESP:
+		return GUEST_SYSENTER_ESP;
+	case MSR_IA32_SYSENTER_EIP:
+		return GUEST_SYSENTER_EIP;
+	case MSR_IA32_CR_PAT:
+		return GUEST_IA32_PAT;
+	case MSR_IA32_DEBUGCTLMSR:
+		return GUEST_IA32_DEBUGCTL;
+	default:
+		return 0;
+	}
+}
+
+static int vmx_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data)
+{
+	struct vmx_vcpu *vmx = to_vmx(vcpu);
 	unsigned long field;
+	u64 *p;
+
+	if (index == MSR_EFER) {
+		*data = vmcs_read(GUEST_IA32_EFER);
+		return 0;
+	}
+	p = soft_msr(vmx, index);
+	if (p) {
+		*data = *p;
+		return 0;
+	}
+	field = vmcs_msr_field(index);
+	if (!field)
+		return 1;
+	*data = vmcs_read(field);
+	return 0;
+}
+
+static bool pat_valid(u64 pat)
+{
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		u8 t = pat >> (8 * i);
+
+		if (t > 7 || t == 2 || t == 3)
+			return false;
+	}
+	return true;
+}
+
+static int vmx_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
+		       bool host)
+{
+	struct vmx_vcpu *vmx = to_vmx(vcpu);
+	unsigned long field;
+	u64 *p, efer;
 
 	switch (index) {
 	case MSR_EFER:
-		if (!write) {
-			val = vmcs_read(GUEST_IA32_EFER);
-			break;
+		if (data & ~(u64)(EFER_SCE | EFER_LME | EFER_LMA | EFER_NX))
+			return -EINVAL;
+		efer = vmcs_read(GUEST_IA32_EFER);
+		if (!host) {
+			/* LMA is the CPU's; LME may not change under paging */
+			data = (data & ~(u64)EFER_LMA) | (efer & EFER_LMA);
+			if ((guest_cr0(vmx) & X86_CR0_PG) &&
+			    ((data ^ efer) & EFER_LME))
+				return -EINVAL;
 		}
-		if (val & ~(u64)(EFER_SCE | EFER_LME | EFER_LMA | EFER_NX)) {
-			inject_gp(vcpu);
-			return true;
-		}
-		/* LMA is the CPU's to set; LME may not change under paging */
-		val = (val & ~(u64)EFER_LMA) |
-		      (vmcs_read(GUEST_IA32_EFER) & EFER_LMA);
-		if ((guest_cr0(vmx) & X86_CR0_PG) &&
-		    ((val ^ vmcs_read(GUEST_IA32_EFER)) & EFER_LME)) {
-			inject_gp(vcpu);
-			return true;
-		}
-		set_efer(vmx, val);
-		skip_insn(vcpu);
-		return true;
-	case MSR_KERNEL_GS_BASE:
-		if (write)
-			vmx->guest_kernel_gs_base = val;
-		else
-			val = vmx->guest_kernel_gs_base;
+		set_efer(vmx, data);
+		return 0;
+	case MSR_IA32_CR_PAT:
+		if (!pat_valid(data))
+			return -EINVAL;
+		break;
+	case MSR_IA32_DEBUGCTLMSR:
+		/* no LBR or BTF for the guest: only "off" */
+		if (data)
+			return -EINVAL;
 		break;
 	case MSR_FS_BASE:
 	case MSR_GS_BASE:
-	case MSR_IA32_SYSENTER_CS:
+	case MSR_KERNEL_GS_BASE:
+	case MSR_LSTAR:
+	case MSR_CSTAR:
 	case MSR_IA32_SYSENTER_ESP:
 	case MSR_IA32_SYSENTER_EIP:
-		field = index == MSR_FS_BASE ? SEG_BASE(SEG_FS) :
-			index == MSR_GS_BASE ? SEG_BASE(SEG_GS) :
-			index == MSR_IA32_SYSENTER_CS ? GUEST_SYSENTER_CS :
-			index == MSR_IA32_SYSENTER_ESP ? GUEST_SYSENTER_ESP :
-			GUEST_SYSENTER_EIP;
-		if (write)
-			vmcs_write(field, val);
-		else
-			val = vmcs_read(field);
+		if (!__is_canonical_address(data, 48))
+			return -EINVAL;
 		break;
-	default:
-		return false;
 	}
-	if (!write) {
-		vcpu->regs[VCPU_RAX] = (u32)val;
-		vcpu->regs[VCPU_RDX] = val >> 32;
+	p = soft_msr(vmx, index);
+	if (p) {
+		*p = data;
+		return 0;
 	}
-	skip_insn(vcpu);
-	return true;
+	field = vmcs_msr_field(index);
+	if (!field)
+		return 1;
+	vmcs_write(field, data);
+	return 0;
+}
+
+/* ---- events ---- */
+
+static u32 vmx_get_interrupt_shadow(struct vireo_vcpu *vcpu)
+{
+	u32 v = vmcs_read(GUEST_INTERRUPTIBILITY);
+
+	return ((v & INTERRUPTIBILITY_STI) ? KVM_X86_SHADOW_INT_STI : 0) |
+	       ((v & INTERRUPTIBILITY_MOV_SS) ? KVM_X86_SHADOW_INT_MOV_SS : 0);
+}
+
+static void vmx_set_interrupt_shadow(struct vireo_vcpu *vcpu, u32 shadow)
+{
+	u32 v = vmcs_read(GUEST_INTERRUPTIBILITY);
+
+	v &= ~(INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOV_SS);
+	if (shadow & KVM_X86_SHADOW_INT_STI)
+		v |= INTERRUPTIBILITY_STI;
+	else if (shadow & KVM_X86_SHADOW_INT_MOV_SS)
+		v |= INTERRUPTIBILITY_MOV_SS;
+	vmcs_write(GUEST_INTERRUPTIBILITY, v);
+}
+
+static bool vmx_get_nmi_mask(struct vireo_vcpu *vcpu)
+{
+	return vmcs_read(GUEST_INTERRUPTIBILITY) & INTERRUPTIBILITY_NMI;
+}
+
+static void vmx_set_nmi_mask(struct vireo_vcpu *vcpu, bool masked)
+{
+	u32 v = vmcs_read(GUEST_INTERRUPTIBILITY);
+
+	if (!(pin_ctls & PIN_VIRTUAL_NMIS))
+		return;
+	if (masked)
+		v |= INTERRUPTIBILITY_NMI;
+	else
+		v &= ~INTERRUPTIBILITY_NMI;
+	vmcs_write(GUEST_INTERRUPTIBILITY, v);
+}
+
+static bool vmx_nmi_allowed(struct vireo_vcpu *vcpu)
+{
+	/* conservative: no NMI in any shadow (some CPUs refuse it) */
+	return !(vmcs_read(GUEST_INTERRUPTIBILITY) &
+		 (INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOV_SS |
+		  INTERRUPTIBILITY_NMI));
+}
+
+static const u8 vmx_event_type[] = {
+	[VIREO_EV_INTR] = INTR_TYPE_EXT_INTR,
+	[VIREO_EV_NMI] = INTR_TYPE_NMI,
+	[VIREO_EV_EXCEPTION] = INTR_TYPE_HW_EXCEPTION,
+	[VIREO_EV_SOFT_INTR] = INTR_TYPE_SW_INTR,
+	[VIREO_EV_SOFT_EXCEPTION] = INTR_TYPE_SW_EXCEPTION,
+	[VIREO_EV_PRIV_SOFT] = INTR_TYPE_PRIV_SW_EXCEPTION,
+};
+
+static bool soft_type(u8 type)
+{
+	return type == INTR_TYPE_SW_INTR || type == INTR_TYPE_SW_EXCEPTION ||
+	       type == INTR_TYPE_PRIV_SW_EXCEPTION;
+}
+
+/* vcpu->ev.inject into the VM-entry fields; the windows; MOV DR. */
+static void vmx_load_events(struct vmx_vcpu *vmx)
+{
+	struct vireo_vcpu *vcpu = &vmx->vcpu;
+	struct vireo_event *inj = &vcpu->ev.inject;
+	u32 info = 0, ctls = vmx->proc_ctls;
+	u8 type;
+
+	if (inj->valid && inj->type < ARRAY_SIZE(vmx_event_type)) {
+		type = vmx_event_type[inj->type];
+		info = inj->vector | (type << 8) | INTR_INFO_VALID;
+		/* real mode delivers no error codes */
+		if (type == INTR_TYPE_HW_EXCEPTION && inj->has_error &&
+		    (guest_cr0(vmx) & X86_CR0_PE)) {
+			info |= INTR_INFO_ERROR_VALID;
+			vmcs_write(ENTRY_EXCEPTION_ERROR_CODE, inj->error_code);
+		}
+		if (soft_type(type))
+			vmcs_write(ENTRY_INSTRUCTION_LEN,
+				   clamp_t(u32, inj->insn_len, 1, 15));
+	}
+	inj->valid = false;
+	vmcs_write(ENTRY_INTR_INFO, info);
+
+	ctls &= ~(PROC_INTR_WINDOW_EXITING | PROC_NMI_WINDOW_EXITING);
+	if (vcpu->ev.irq_window)
+		ctls |= window_ctls & PROC_INTR_WINDOW_EXITING;
+	if (vcpu->ev.nmi_window)
+		ctls |= window_ctls & PROC_NMI_WINDOW_EXITING;
+	if (!vcpu->dbg.guest_owns)
+		ctls |= PROC_MOV_DR_EXITING;
+	else
+		ctls &= ~PROC_MOV_DR_EXITING;
+	if (ctls != vmx->proc_ctls) {
+		vmx->proc_ctls = ctls;
+		vmcs_write(PROC_BASED_CONTROLS, ctls);
+	}
+}
+
+/* An event whose delivery the exit interrupted goes back to the core. */
+static void vmx_save_events(struct vmx_vcpu *vmx)
+{
+	struct vireo_event *inj = &vmx->vcpu.ev.inject;
+	u32 idt = vmcs_read(IDT_VECTORING_INFO);
+	u8 type = INTR_INFO_TYPE(idt);
+	int i;
+
+	memset(inj, 0, sizeof(*inj));
+	if (!(idt & INTR_INFO_VALID))
+		return;
+	for (i = 0; i < ARRAY_SIZE(vmx_event_type); i++) {
+		if (vmx_event_type[i] == type) {
+			inj->type = i;
+			inj->valid = true;
+		}
+	}
+	inj->vector = INTR_INFO_VECTOR(idt);
+	if (idt & INTR_INFO_ERROR_VALID) {
+		inj->has_error = true;
+		inj->error_code = vmcs_read(IDT_VECTORING_ERROR_CODE);
+	}
+	if (soft_type(type))
+		inj->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
+}
+
+/* DR7, DR6 and the #DB/#BP intercepts for this entry. */
+static void vmx_load_debug(struct vmx_vcpu *vmx)
+{
+	struct vireo_vcpu *vcpu = &vmx->vcpu;
+	u32 shadow;
+
+	vmcs_write(GUEST_DR7, vcpu->dbg.eff_dr7);
+	vmcs_write(EXCEPTION_BITMAP,
+		   (vcpu->dbg.intercept_db ? BIT(DB_VECTOR) : 0) |
+		   (vcpu->dbg.intercept_bp ? BIT(BP_VECTOR) : 0));
+	if (vcpu->dbg.guest_owns)
+		set_debugreg(vcpu->dbg.dr6, 6);
+	/* single-stepping out of a shadow: the #DB must be pending */
+	if (vcpu->rflags & X86_EFLAGS_TF) {
+		shadow = vmcs_read(GUEST_INTERRUPTIBILITY);
+		if (shadow & (INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOV_SS))
+			vmcs_write(GUEST_PENDING_DBG,
+				   vmcs_read(GUEST_PENDING_DBG) |
+				   PENDING_DBG_BS);
+	}
+}
+
+static void vmx_save_debug(struct vmx_vcpu *vmx)
+{
+	struct vireo_vcpu *vcpu = &vmx->vcpu;
+
+	if (vcpu->dbg.guest_owns) {
+		get_debugreg(vcpu->dbg.dr6, 6);
+		set_debugreg(DR6_RESERVED, 6);
+	}
+	if (!(vcpu->dbg.guest_debug & KVM_GUESTDBG_USE_HW_BP))
+		vcpu->dbg.dr7 = vmcs_read(GUEST_DR7);
 }
 
 static void vmx_handle_nmi(void)
@@ -1087,13 +1277,20 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	struct vmx_vcpu *vmx = to_vmx(vcpu);
 	u64 host_kgs, host_fs_base, qual;
 	u16 ds, es, fs_sel, gs_sel, ldt;
-	u32 reason, info, idt;
+	u32 reason, info;
 	int failed;
 
 	vmcs_write(GUEST_RIP, vcpu->rip);
 	vmcs_write(GUEST_RFLAGS, vcpu->rflags);
 	vmcs_write(GUEST_RSP, vcpu->regs[VCPU_RSP]);
 	vmcs_write(HOST_CR3, __read_cr3());
+	vmcs_write(TSC_OFFSET, vcpu->msr.tsc_offset);
+	vmx_load_events(vmx);
+	vmx_load_debug(vmx);
+	vireo_uret_set(VIREO_URET_STAR, vmx->star);
+	vireo_uret_set(VIREO_URET_LSTAR, vmx->lstar);
+	vireo_uret_set(VIREO_URET_CSTAR, vmx->cstar);
+	vireo_uret_set(VIREO_URET_SFMASK, vmx->sfmask);
 
 	/* host state a VM exit does not give back */
 	savesegment(ds, ds);
@@ -1129,6 +1326,7 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	if (gs_sel)
 		load_gs_index(gs_sel);
 
+	vmx_save_debug(vmx);
 	if (failed) {
 		exit->reason = VIREO_EXIT_FAIL_ENTRY;
 		exit->fail_reason = vmcs_read(VM_INSTRUCTION_ERROR);
@@ -1145,31 +1343,29 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	vcpu->rip = vmcs_read(GUEST_RIP);
 	vcpu->rflags = vmcs_read(GUEST_RFLAGS);
 	vcpu->regs[VCPU_RSP] = vmcs_read(GUEST_RSP);
-	vmcs_write(ENTRY_INTR_INFO, 0);
-
-	/* an event whose delivery the exit interrupted is delivered again */
-	idt = vmcs_read(IDT_VECTORING_INFO);
-	if (idt & INTR_INFO_VALID) {
-		u32 type = INTR_INFO_TYPE(idt);
-
-		vmcs_write(ENTRY_INTR_INFO, idt & ~BIT(12));
-		if (idt & INTR_INFO_ERROR_VALID)
-			vmcs_write(ENTRY_EXCEPTION_ERROR_CODE,
-				   vmcs_read(IDT_VECTORING_ERROR_CODE));
-		if (type == INTR_TYPE_SW_INTR ||
-		    type == INTR_TYPE_PRIV_SW_EXCEPTION ||
-		    type == INTR_TYPE_SW_EXCEPTION)
-			vmcs_write(ENTRY_INSTRUCTION_LEN,
-				   vmcs_read(EXIT_INSTRUCTION_LEN));
-	}
+	vmx_save_events(vmx);
 
 	qual = vmcs_read(EXIT_QUALIFICATION);
 	exit->reason = VIREO_EXIT_NONE;
 	switch (reason & 0xffff) {
 	case EXIT_REASON_EXCEPTION_NMI:
 		info = vmcs_read(EXIT_INTR_INFO);
-		if (INTR_INFO_TYPE(info) == INTR_TYPE_NMI)
+		if (INTR_INFO_TYPE(info) == INTR_TYPE_NMI) {
 			vmx_handle_nmi();
+			break;
+		}
+		exit->reason = VIREO_EXIT_EXCEPTION;
+		exit->exc.vector = INTR_INFO_VECTOR(info);
+		if (exit->exc.vector == DB_VECTOR)
+			exit->exc.dr6 = DR6_RESERVED | (qual & DB_QUAL_DR6_BITS);
+		else
+			exit->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
+		break;
+	case EXIT_REASON_INTR_WINDOW:
+		exit->reason = VIREO_EXIT_IRQ_WINDOW;
+		break;
+	case EXIT_REASON_NMI_WINDOW:
+		/* the core injects the NMI on the next entry */
 		break;
 	case EXIT_REASON_EXTERNAL_INTR:
 	case EXIT_REASON_INIT:
@@ -1207,7 +1403,7 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		vmx_cr_access(vmx, qual);
 		break;
 	case EXIT_REASON_DR_ACCESS:
-		vmx_dr_access(vmx, qual);
+		exit->reason = VIREO_EXIT_DR_ACCESS;
 		break;
 	case EXIT_REASON_IO:
 		exit->reason = VIREO_EXIT_IO;
@@ -1220,12 +1416,9 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		break;
 	case EXIT_REASON_RDMSR:
 	case EXIT_REASON_WRMSR:
-		if (!vmx_msr(vmx, (reason & 0xffff) == EXIT_REASON_WRMSR)) {
-			exit->reason = (reason & 0xffff) == EXIT_REASON_WRMSR ?
-				       VIREO_EXIT_MSR_WRITE :
-				       VIREO_EXIT_MSR_READ;
-			exit->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
-		}
+		exit->reason = (reason & 0xffff) == EXIT_REASON_WRMSR ?
+			       VIREO_EXIT_MSR_WRITE : VIREO_EXIT_MSR_READ;
+		exit->insn_len = vmcs_read(EXIT_INSTRUCTION_LEN);
 		break;
 	case EXIT_REASON_XSETBV:
 		exit->reason = VIREO_EXIT_XSETBV;
@@ -1265,7 +1458,13 @@ static const struct vireo_backend vmx_backend = {
 	.vcpu_run = vmx_vcpu_run,
 	.get_sregs = vmx_get_sregs,
 	.set_sregs = vmx_set_sregs,
-	.inject_exception = vmx_inject_exception,
+	.get_msr = vmx_get_msr,
+	.set_msr = vmx_set_msr,
+	.get_interrupt_shadow = vmx_get_interrupt_shadow,
+	.set_interrupt_shadow = vmx_set_interrupt_shadow,
+	.get_nmi_mask = vmx_get_nmi_mask,
+	.set_nmi_mask = vmx_set_nmi_mask,
+	.nmi_allowed = vmx_nmi_allowed,
 	.tdp_entry = vmx_tdp_entry,
 	.set_tdp_root = vmx_set_tdp_root,
 	.flush_tlb = vmx_flush_tlb,
