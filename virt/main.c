@@ -48,6 +48,7 @@ static bool backend_complete(const struct vireo_backend *b)
 	       b->vcpu_create && b->vcpu_free && b->vcpu_load &&
 	       b->vcpu_put && b->vcpu_run && b->get_sregs && b->set_sregs &&
 	       b->get_msr && b->set_msr && b->get_interrupt_shadow &&
+	       b->get_cr8 &&
 	       b->set_interrupt_shadow && b->get_nmi_mask &&
 	       b->set_nmi_mask && b->nmi_allowed &&
 	       b->tdp_entry && b->set_tdp_root &&
@@ -171,6 +172,7 @@ static int __init vireo_init(void)
 {
 	int ret;
 
+	vireo_arch_init();
 	ret = vireo_vcpu_init();
 	if (ret)
 		return ret;

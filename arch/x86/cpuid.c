@@ -311,6 +311,19 @@ static const struct kvm_cpuid_entry2 *find_entry(struct vireo_vcpu *vcpu,
 	return NULL;
 }
 
+/* Whether the VMM's table grants a feature: @reg 0-3 is EAX-EDX. */
+bool vireo_cpuid_has(struct vireo_vcpu *vcpu, u32 leaf, u32 sub, int reg,
+		     int bit)
+{
+	const struct kvm_cpuid_entry2 *e = find_entry(vcpu, leaf, sub);
+	u32 v;
+
+	if (!e)
+		return false;
+	v = reg == 0 ? e->eax : reg == 1 ? e->ebx : reg == 2 ? e->ecx : e->edx;
+	return v & BIT(bit);
+}
+
 /*
  * The guest executed CPUID: answer from the VMM's table.  A leaf the
  * table lacks reads as zeros, except that on an Intel guest a basic leaf

@@ -624,10 +624,43 @@ static int core_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 	}
 }
 
+/* CPUID registers, for vireo_cpuid_has() */
+enum { R_EAX, R_EBX, R_ECX, R_EDX };
+
+/* A guest may only touch the MSRs of features its CPUID grants. */
+static bool guest_granted(struct vireo_vcpu *vcpu, u32 index)
+{
+	switch (index) {
+	case MSR_TSC_AUX:
+		return vireo_cpuid_has(vcpu, 0x80000001, 0, R_EDX, 27) ||
+		       vireo_cpuid_has(vcpu, 7, 0, R_ECX, 22);
+	case MSR_IA32_SPEC_CTRL:
+		return vireo_cpuid_has(vcpu, 7, 0, R_EDX, 26) ||
+		       vireo_cpuid_has(vcpu, 0x80000008, 0, R_EBX, 14);
+	case MSR_IA32_PRED_CMD:
+		return vireo_cpuid_has(vcpu, 7, 0, R_EDX, 26) ||
+		       vireo_cpuid_has(vcpu, 0x80000008, 0, R_EBX, 12);
+	case MSR_IA32_TSC_DEADLINE:
+		return vireo_cpuid_has(vcpu, 1, 0, R_ECX, 24);
+	case MSR_KVM_SYSTEM_TIME_NEW_:
+	case MSR_KVM_WALL_CLOCK_NEW_:
+		return vireo_cpuid_has(vcpu, 0x40000001, 0, R_EAX, 3);
+	case MSR_KVM_SYSTEM_TIME_OLD:
+	case MSR_KVM_WALL_CLOCK_OLD:
+		return vireo_cpuid_has(vcpu, 0x40000001, 0, R_EAX, 0);
+	default:
+		return true;
+	}
+}
+
 /* 0, or -EINVAL (#GP for the guest, a short count for the VMM) */
 int vireo_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data, bool host)
 {
-	int ret = core_get_msr(vcpu, index, data, host);
+	int ret;
+
+	if (!host && !guest_granted(vcpu, index))
+		return -EINVAL;
+	ret = core_get_msr(vcpu, index, data, host);
 
 	if (ret == 1)
 		ret = vcpu->vm->backend->get_msr(vcpu, index, data);
@@ -643,7 +676,11 @@ int vireo_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data, bool host)
 
 int vireo_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data, bool host)
 {
-	int ret = core_set_msr(vcpu, index, data, host);
+	int ret;
+
+	if (!host && !guest_granted(vcpu, index))
+		return -EINVAL;
+	ret = core_set_msr(vcpu, index, data, host);
 
 	if (ret == 1)
 		ret = vcpu->vm->backend->set_msr(vcpu, index, data, host);

@@ -41,7 +41,7 @@ u64 vireo_supported_xcr0(void)
 {
 	if (!boot_cpu_has(X86_FEATURE_XSAVE))
 		return XFEATURE_FP_SSE;
-	return xgetbv(XCR_XFEATURE_ENABLED_MASK) &
+	return vireo_host_xcr0 &
 	       (XFEATURE_FP_SSE | XFEATURE_MASK_YMM | XFEATURE_AVX512);
 }
 

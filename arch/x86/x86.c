@@ -60,6 +60,15 @@ void vireo_arch_vcpu_reset(struct vireo_vcpu *vcpu)
 	vireo_msrs_reset(vcpu);
 }
 
+/* The host's XCR0: set once at boot, the same on every CPU. */
+u64 vireo_host_xcr0;
+
+void vireo_arch_init(void)
+{
+	if (boot_cpu_has(X86_FEATURE_XSAVE))
+		vireo_host_xcr0 = xgetbv(XCR_XFEATURE_ENABLED_MASK);
+}
+
 void vireo_arch_vm_init(struct vireo_vm *vm)
 {
 	vireo_vm_init_clock(vm);
@@ -936,7 +945,7 @@ static void load_host_msrs(struct vireo_vcpu *vcpu, u64 host_xcr0)
 static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 {
 	const struct vireo_backend *b = vcpu->vm->backend;
-	u64 host_xcr0 = 0;
+	u64 host_xcr0 = vireo_host_xcr0;
 	int cpu;
 
 	preempt_disable();
@@ -960,8 +969,6 @@ static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 
 	prepare_events(vcpu);
 	load_debug(vcpu);
-	if (boot_cpu_has(X86_FEATURE_XSAVE))
-		host_xcr0 = xgetbv(XCR_XFEATURE_ENABLED_MASK);
 	load_guest_msrs(vcpu, host_xcr0);
 
 	b->vcpu_run(vcpu, exit);
@@ -978,11 +985,9 @@ static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 static void post_run(struct vireo_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
-	struct kvm_sregs s;
 
-	vcpu->vm->backend->get_sregs(vcpu, &s);
 	run->if_flag = !!(vcpu->rflags & X86_EFLAGS_IF);
-	run->cr8 = s.cr8;
+	run->cr8 = vcpu->vm->backend->get_cr8(vcpu);
 	run->apic_base = vcpu->msr.apic_base;
 	run->ready_for_interrupt_injection = ready_for_interrupt(vcpu);
 	run->flags = 0;

@@ -185,6 +185,8 @@ struct vireo_backend {
 	 * vcpu->ev.irq_window is set, and an NMI window likewise.
 	 */
 	u32 (*get_interrupt_shadow)(struct vireo_vcpu *vcpu);
+	/* The guest's TPR as CR8 (kvm_run.cr8 after every exit). */
+	u64 (*get_cr8)(struct vireo_vcpu *vcpu);
 	void (*set_interrupt_shadow)(struct vireo_vcpu *vcpu, u32 shadow);
 	bool (*get_nmi_mask)(struct vireo_vcpu *vcpu);
 	void (*set_nmi_mask)(struct vireo_vcpu *vcpu, bool masked);

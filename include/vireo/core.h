@@ -41,6 +41,8 @@ long vireo_get_supported_cpuid(struct kvm_cpuid2 __user *argp);
 long vireo_set_cpuid2(struct vireo_vcpu *vcpu, struct kvm_cpuid2 __user *argp);
 long vireo_get_cpuid2(struct vireo_vcpu *vcpu, struct kvm_cpuid2 __user *argp);
 void vireo_emulate_cpuid(struct vireo_vcpu *vcpu, bool guest_osxsave);
+bool vireo_cpuid_has(struct vireo_vcpu *vcpu, u32 leaf, u32 sub, int reg,
+		     int bit);
 u64 vireo_guest_xcr0_mask(struct vireo_vcpu *vcpu);
 int vireo_xsave2_size(void);
 u64 vireo_supported_xcr0(void);
@@ -48,6 +50,8 @@ bool vireo_xcr0_valid(struct vireo_vcpu *vcpu, u64 xcr0);
 long vireo_state_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 		       void __user *argp);
 
+extern u64 vireo_host_xcr0;
+void vireo_arch_init(void);
 void vireo_arch_vm_init(struct vireo_vm *vm);
 long vireo_arch_vm_ioctl(struct vireo_vm *vm, unsigned int ioctl,
 			 unsigned long arg);

@@ -554,6 +554,11 @@ static int svm_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 
 /* ---- events ---- */
 
+static u64 svm_get_cr8(struct vireo_vcpu *vcpu)
+{
+	return to_svm(vcpu)->vmcb->control.int_ctl & V_TPR_MASK;
+}
+
 static u32 svm_get_interrupt_shadow(struct vireo_vcpu *vcpu)
 {
 	if (to_svm(vcpu)->vmcb->control.int_state & INT_STATE_SHADOW)
@@ -858,6 +863,7 @@ static const struct vireo_backend svm_backend = {
 	.get_msr = svm_get_msr,
 	.set_msr = svm_set_msr,
 	.get_interrupt_shadow = svm_get_interrupt_shadow,
+	.get_cr8 = svm_get_cr8,
 	.set_interrupt_shadow = svm_set_interrupt_shadow,
 	.get_nmi_mask = svm_get_nmi_mask,
 	.set_nmi_mask = svm_set_nmi_mask,

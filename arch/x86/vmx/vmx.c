@@ -1106,6 +1106,11 @@ static int vmx_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 
 /* ---- events ---- */
 
+static u64 vmx_get_cr8(struct vireo_vcpu *vcpu)
+{
+	return to_vmx(vcpu)->cr8;
+}
+
 static u32 vmx_get_interrupt_shadow(struct vireo_vcpu *vcpu)
 {
 	u32 v = vmcs_read(GUEST_INTERRUPTIBILITY);
@@ -1461,6 +1466,7 @@ static const struct vireo_backend vmx_backend = {
 	.get_msr = vmx_get_msr,
 	.set_msr = vmx_set_msr,
 	.get_interrupt_shadow = vmx_get_interrupt_shadow,
+	.get_cr8 = vmx_get_cr8,
 	.set_interrupt_shadow = vmx_set_interrupt_shadow,
 	.get_nmi_mask = vmx_get_nmi_mask,
 	.set_nmi_mask = vmx_set_nmi_mask,
