@@ -40,6 +40,10 @@ long vireo_check_extension(struct vireo_vm *vm, long cap)
 	case KVM_CAP_MP_STATE:
 	case KVM_CAP_GET_TSC_KHZ:
 		return 1;
+	case KVM_CAP_READONLY_MEM:
+		return 1;
+	case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
+		return KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
 	case KVM_CAP_ADJUST_CLOCK:
 		return KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC |
 		       KVM_CLOCK_TSC_STABLE;
@@ -72,9 +76,11 @@ static void vm_destroy(struct vireo_vm *vm)
 	for (i = 0; i < vm->nr_vcpus; i++)
 		vireo_vcpu_destroy(vm->vcpus[i]);
 	vireo_tdp_destroy(vm);
+	for (i = 0; i < VIREO_NR_MEMSLOTS; i++)
+		kvfree(vm->slots[i].dirty_bitmap);
 	b->vm_destroy(vm);
 	mmdrop(vm->mm);
-	kfree(vm);
+	kvfree(vm);
 	vireo_put_backend(b);
 }
 
@@ -84,18 +90,49 @@ void vireo_vm_put(struct vireo_vm *vm)
 		vm_destroy(vm);
 }
 
+static bool slot_has(const struct vireo_memslot *slot, u64 gfn)
+{
+	return slot->npages && gfn >= slot->base_gfn &&
+	       gfn - slot->base_gfn < slot->npages;
+}
+
+/* The slot holding @gfn; vm->lock held.  Faults come in runs: a hint. */
 struct vireo_memslot *vireo_find_slot(struct vireo_vm *vm, u64 gfn)
 {
-	struct vireo_memslot *slot;
 	int i;
 
+	if (slot_has(&vm->slots[vm->last_slot], gfn))
+		return &vm->slots[vm->last_slot];
 	for (i = 0; i < VIREO_NR_MEMSLOTS; i++) {
-		slot = &vm->slots[i];
-		if (slot->npages && gfn >= slot->base_gfn &&
-		    gfn - slot->base_gfn < slot->npages)
-			return slot;
+		if (slot_has(&vm->slots[i], gfn)) {
+			vm->last_slot = i;
+			return &vm->slots[i];
+		}
 	}
 	return NULL;
+}
+
+static unsigned long dirty_bitmap_bytes(const struct vireo_memslot *slot)
+{
+	return BITS_TO_LONGS(slot->npages) * sizeof(long);
+}
+
+/* Start or stop dirty logging on @slot (vm->lock held). */
+static int slot_set_logging(struct vireo_vm *vm, struct vireo_memslot *slot,
+			    bool on)
+{
+	if (on && !slot->dirty_bitmap) {
+		slot->dirty_bitmap = kvzalloc(dirty_bitmap_bytes(slot),
+					      GFP_KERNEL_ACCOUNT);
+		if (!slot->dirty_bitmap)
+			return -ENOMEM;
+		/* every write from now on faults once and is logged */
+		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
+	} else if (!on && slot->dirty_bitmap) {
+		kvfree(slot->dirty_bitmap);
+		slot->dirty_bitmap = NULL;
+	}
+	return 0;
 }
 
 static bool slot_overlaps(struct vireo_vm *vm, int except, u64 gfn,
@@ -125,11 +162,7 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 	struct vireo_memslot *slot;
 	int ret = 0;
 
-	/*
-	 * No flag is implemented yet: dirty logging and read-only slots
-	 * come with the memory model.
-	 */
-	if (mem->flags)
+	if (mem->flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))
 		return -EINVAL;
 	if (as_id || id >= VIREO_NR_MEMSLOTS)
 		return -EINVAL;
@@ -155,25 +188,36 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 			goto out;
 		}
 		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
+		kvfree(slot->dirty_bitmap);
 		memset(slot, 0, sizeof(*slot));
 		vm->nr_slots--;
 		goto out;
 	}
 	if (slot->npages) {
-		/* only moving an existing slot is allowed */
+		/* only moving it or turning dirty logging on or off */
 		if (mem->userspace_addr != slot->userspace_addr ||
-		    npages != slot->npages) {
+		    npages != slot->npages ||
+		    ((mem->flags ^ slot->flags) & KVM_MEM_READONLY)) {
 			ret = -EINVAL;
 			goto out;
 		}
-		if (gfn == slot->base_gfn)
+		if (gfn == slot->base_gfn) {
+			ret = slot_set_logging(vm, slot, mem->flags &
+					       KVM_MEM_LOG_DIRTY_PAGES);
+			if (!ret)
+				slot->flags = mem->flags;
 			goto out;
+		}
 		if (slot_overlaps(vm, id, gfn, npages)) {
 			ret = -EEXIST;
 			goto out;
 		}
 		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
 		slot->base_gfn = gfn;
+		ret = slot_set_logging(vm, slot, mem->flags &
+				       KVM_MEM_LOG_DIRTY_PAGES);
+		if (!ret)
+			slot->flags = mem->flags;
 		goto out;
 	}
 	if (slot_overlaps(vm, id, gfn, npages)) {
@@ -184,10 +228,146 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 	slot->npages = npages;
 	slot->userspace_addr = mem->userspace_addr;
 	slot->flags = mem->flags;
+	ret = slot_set_logging(vm, slot, mem->flags & KVM_MEM_LOG_DIRTY_PAGES);
+	if (ret) {
+		memset(slot, 0, sizeof(*slot));
+		goto out;
+	}
 	vm->nr_slots++;
 out:
 	mutex_unlock(&vm->lock);
 	return ret;
+}
+
+/* The slot of a dirty-log ioctl, with logging on; vm->lock held. */
+static struct vireo_memslot *log_slot(struct vireo_vm *vm, u32 id)
+{
+	struct vireo_memslot *slot;
+
+	if ((id >> 16) || (id & 0xffff) >= VIREO_NR_MEMSLOTS)
+		return ERR_PTR(-EINVAL);
+	slot = &vm->slots[id & 0xffff];
+	if (!slot->npages || !slot->dirty_bitmap)
+		return ERR_PTR(-ENOENT);
+	return slot;
+}
+
+/*
+ * Write-protect the pages of @slot whose bits are set in @mask (starting
+ * at page @first), make every vCPU forget them, then clear their bits:
+ * a write that slips in through a stale translation was logged before.
+ */
+static void reprotect(struct vireo_vm *vm, struct vireo_memslot *slot,
+		      const unsigned long *mask, u64 first, u64 n)
+{
+	bool flush = false;
+	u64 i;
+
+	for_each_set_bit(i, mask, n)
+		flush |= vireo_tdp_wrprotect(vm, slot->base_gfn + first + i);
+	if (flush)
+		vireo_flush_all_vcpus(vm);
+	for_each_set_bit(i, mask, n)
+		clear_bit(first + i, slot->dirty_bitmap);
+}
+
+static int vm_get_dirty_log(struct vireo_vm *vm, void __user *argp)
+{
+	struct vireo_memslot *slot;
+	struct kvm_dirty_log log;
+	unsigned long *copy;
+	unsigned long bytes;
+	int ret = 0;
+
+	if (copy_from_user(&log, argp, sizeof(log)))
+		return -EFAULT;
+	mutex_lock(&vm->lock);
+	slot = log_slot(vm, log.slot);
+	if (IS_ERR(slot)) {
+		mutex_unlock(&vm->lock);
+		return PTR_ERR(slot);
+	}
+	bytes = dirty_bitmap_bytes(slot);
+	copy = kvmalloc(bytes, GFP_KERNEL_ACCOUNT);
+	if (!copy) {
+		mutex_unlock(&vm->lock);
+		return -ENOMEM;
+	}
+	memcpy(copy, slot->dirty_bitmap, bytes);
+	if (!vm->manual_dirty_protect)
+		reprotect(vm, slot, copy, 0, slot->npages);
+	mutex_unlock(&vm->lock);
+	if (copy_to_user(log.dirty_bitmap, copy, bytes))
+		ret = -EFAULT;
+	kvfree(copy);
+	return ret;
+}
+
+static int vm_clear_dirty_log(struct vireo_vm *vm, void __user *argp)
+{
+	struct kvm_clear_dirty_log log;
+	struct vireo_memslot *slot;
+	unsigned long *mask;
+	int ret = 0;
+
+	if (copy_from_user(&log, argp, sizeof(log)))
+		return -EFAULT;
+	if (!vm->manual_dirty_protect)
+		return -EINVAL;
+	if (log.first_page & 63)
+		return -EINVAL;
+	mutex_lock(&vm->lock);
+	slot = log_slot(vm, log.slot);
+	if (IS_ERR(slot)) {
+		ret = PTR_ERR(slot);
+		goto out;
+	}
+	/* within the slot; whole longs except at the slot's end */
+	if (log.first_page > slot->npages ||
+	    log.num_pages > slot->npages - log.first_page ||
+	    ((log.num_pages & 63) &&
+	     log.first_page + log.num_pages != slot->npages)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (!log.num_pages)
+		goto out;
+	mask = kvmalloc_array(BITS_TO_LONGS(log.num_pages), sizeof(long),
+			      GFP_KERNEL_ACCOUNT);
+	if (!mask) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (copy_from_user(mask, log.dirty_bitmap,
+			   BITS_TO_LONGS(log.num_pages) * sizeof(long)))
+		ret = -EFAULT;
+	else
+		reprotect(vm, slot, mask, log.first_page, log.num_pages);
+	kvfree(mask);
+out:
+	mutex_unlock(&vm->lock);
+	return ret;
+}
+
+static int vm_enable_cap(struct vireo_vm *vm, void __user *argp)
+{
+	struct kvm_enable_cap cap;
+
+	if (copy_from_user(&cap, argp, sizeof(cap)))
+		return -EFAULT;
+	if (cap.flags)
+		return -EINVAL;
+	switch (cap.cap) {
+	case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
+		if (cap.args[0] & ~(u64)KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)
+			return -EINVAL;
+		mutex_lock(&vm->lock);
+		vm->manual_dirty_protect = cap.args[0];
+		mutex_unlock(&vm->lock);
+		return 0;
+	default:
+		return -EINVAL;
+	}
 }
 
 static long vm_ioctl(struct file *filp, unsigned int ioctl, unsigned long arg)
@@ -211,6 +391,12 @@ static long vm_ioctl(struct file *filp, unsigned int ioctl, unsigned long arg)
 	}
 	case KVM_CHECK_EXTENSION:
 		return vireo_check_extension(vm, arg);
+	case KVM_GET_DIRTY_LOG:
+		return vm_get_dirty_log(vm, argp);
+	case KVM_CLEAR_DIRTY_LOG:
+		return vm_clear_dirty_log(vm, argp);
+	case KVM_ENABLE_CAP:
+		return vm_enable_cap(vm, argp);
 	case KVM_SET_TSS_ADDR:
 		/* three pages below 4 GiB, as for KVM on VMX */
 		if (arg > (u32)(-3 * PAGE_SIZE))
@@ -266,7 +452,7 @@ int vireo_create_vm(unsigned long type)
 		return -ENODEV;
 
 	ret = -ENOMEM;
-	vm = kzalloc(b->vm_size, GFP_KERNEL_ACCOUNT);
+	vm = kvzalloc(b->vm_size, GFP_KERNEL_ACCOUNT);
 	if (!vm)
 		goto put_backend;
 	vm->backend = b;
@@ -296,7 +482,7 @@ destroy_vm:
 	b->vm_destroy(vm);
 free_vm:
 	mmdrop(vm->mm);
-	kfree(vm);
+	kvfree(vm);
 put_backend:
 	vireo_put_backend(b);
 	return ret;

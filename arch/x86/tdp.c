@@ -7,7 +7,8 @@
  * The tables are 4 levels of 512 entries.  The backend encodes entries
  * (tdp_entry); the core only relies on two facts true of both formats as
  * we write them: a zero entry is not present, and bits 51:12 of a
- * present entry hold the address it points to.
+ * present entry hold the address it points to, and bit 1 of a leaf
+ * allows writes (EPT's W, NPT's R/W).
  *
  * A guest page is pinned (pin_user_pages_fast, FOLL_LONGTERM) while a leaf
  * entry maps it, and unpinned only after every vCPU has flushed the
@@ -28,6 +29,7 @@
 #define TDP_LEVELS		4
 #define TDP_ENTRIES		512
 #define TDP_ADDR_MASK		GENMASK_ULL(51, 12)
+#define TDP_WRITABLE		BIT_ULL(1)
 /* guest pages unpinned per flush when zapping */
 #define ZAP_BATCH		64
 
@@ -123,10 +125,39 @@ static u64 *tdp_leaf(struct vireo_vm *vm, u64 gfn)
 	return &table[tdp_index(gfn, 1)];
 }
 
+static void mark_dirty(struct vireo_memslot *slot, u64 gfn)
+{
+	if (slot->dirty_bitmap)
+		set_bit(gfn - slot->base_gfn, slot->dirty_bitmap);
+}
+
+/*
+ * Make the mapping of @gfn read-only (dirty logging).  True if it was
+ * writable: the caller flushes the vCPUs before trusting it.
+ */
+bool vireo_tdp_wrprotect(struct vireo_vm *vm, u64 gfn)
+{
+	u64 *table = page_address(vm->tdp.root), *leaf;
+	int level;
+
+	lockdep_assert_held(&vm->lock);
+	for (level = TDP_LEVELS; level > 1; level--) {
+		if (!table[tdp_index(gfn, level)])
+			return false;
+		table = tdp_table(table[tdp_index(gfn, level)]);
+	}
+	leaf = &table[tdp_index(gfn, 1)];
+	if (!(*leaf & TDP_WRITABLE))
+		return false;
+	*leaf &= ~TDP_WRITABLE;
+	return true;
+}
+
 int vireo_tdp_map(struct vireo_vm *vm, u64 gpa, bool write)
 {
 	u64 gfn = gpa >> PAGE_SHIFT;
 	struct vireo_memslot *slot;
+	bool readonly, writable;
 	struct page *page;
 	unsigned long hva;
 	u64 *leaf;
@@ -134,7 +165,9 @@ int vireo_tdp_map(struct vireo_vm *vm, u64 gpa, bool write)
 
 	mutex_lock(&vm->lock);
 	slot = vireo_find_slot(vm, gfn);
-	if (!slot) {
+	readonly = slot && (slot->flags & KVM_MEM_READONLY);
+	/* a write to a read-only slot is the VMM's business: MMIO */
+	if (!slot || (write && readonly)) {
 		ret = -ENOENT;
 		goto out;
 	}
@@ -143,16 +176,27 @@ int vireo_tdp_map(struct vireo_vm *vm, u64 gpa, bool write)
 		ret = -ENOMEM;
 		goto out;
 	}
-	if (*leaf)
-		goto out;	/* another vCPU mapped it first */
+	if (*leaf) {
+		/* a write to a page mapped read-only while logging */
+		if (write && !readonly && !(*leaf & TDP_WRITABLE)) {
+			*leaf |= TDP_WRITABLE;
+			mark_dirty(slot, gfn);
+		}
+		goto out;	/* or another vCPU mapped it first */
+	}
 
 	hva = slot->userspace_addr + ((gfn - slot->base_gfn) << PAGE_SHIFT);
-	if (pin_user_pages_fast(hva, 1, FOLL_WRITE | FOLL_LONGTERM,
-				&page) != 1) {
+	if (pin_user_pages_fast(hva, 1, FOLL_LONGTERM |
+				(readonly ? 0 : FOLL_WRITE), &page) != 1) {
 		ret = -EFAULT;
 		goto out;
 	}
-	*leaf = vm->backend->tdp_entry(page_to_phys(page), true, true, true);
+	/* while logging, a page is writable only once it is marked dirty */
+	writable = !readonly && (write || !slot->dirty_bitmap);
+	*leaf = vm->backend->tdp_entry(page_to_phys(page), true, writable,
+				       true);
+	if (writable)
+		mark_dirty(slot, gfn);
 	vm->tdp.nr_mapped++;
 out:
 	mutex_unlock(&vm->lock);
@@ -225,10 +269,12 @@ static int guest_copy(struct vireo_vm *vm, u64 gpa, void *buf,
 	mutex_lock(&vm->lock);
 	while (len) {
 		slot = vireo_find_slot(vm, gpa >> PAGE_SHIFT);
-		if (!slot) {
+		if (!slot || (write && (slot->flags & KVM_MEM_READONLY))) {
 			ret = -EFAULT;
 			break;
 		}
+		if (write)
+			mark_dirty(slot, gpa >> PAGE_SHIFT);
 		chunk = min_t(unsigned long, len, PAGE_SIZE - offset_in_page(gpa));
 		hva = slot->userspace_addr +
 		      (gpa - (slot->base_gfn << PAGE_SHIFT));

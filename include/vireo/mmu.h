@@ -31,5 +31,6 @@ void vireo_tdp_destroy(struct vireo_vm *vm);
 int vireo_tdp_map(struct vireo_vm *vm, u64 gpa, bool write);
 /* Unmap [gfn, gfn + npages) and make every vCPU forget it; vm->lock held. */
 void vireo_tdp_zap(struct vireo_vm *vm, u64 gfn, u64 npages);
+bool vireo_tdp_wrprotect(struct vireo_vm *vm, u64 gfn);
 
 #endif /* _VIREO_MMU_H */

@@ -19,7 +19,7 @@
 
 #define VIREO_MAX_VCPUS		64
 #define VIREO_MAX_VCPU_ID	VIREO_MAX_VCPUS
-#define VIREO_NR_MEMSLOTS	32
+#define VIREO_NR_MEMSLOTS	509
 /* KVM_MEM_MAX_NR_PAGES: a slot's size in pages fits 31 bits */
 #define VIREO_MAX_SLOT_PAGES	((1ULL << 31) - 1)
 
@@ -27,7 +27,9 @@ struct vireo_memslot {
 	u64 base_gfn;
 	u64 npages;		/* 0: the slot is unused */
 	u64 userspace_addr;
-	u32 flags;
+	u32 flags;		/* KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY */
+	/* one bit per page written since the log was last read */
+	unsigned long *dirty_bitmap;
 };
 
 /* Nested page tables of one VM (arch/x86/tdp.c). */
@@ -55,6 +57,9 @@ struct vireo_vm {
 	int nr_vcpus;
 	struct vireo_memslot slots[VIREO_NR_MEMSLOTS];
 	int nr_slots;			/* slots in use */
+	int last_slot;			/* where the last lookup hit */
+	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled: reading keeps bits */
+	bool manual_dirty_protect;
 	struct vireo_tdp tdp;
 
 	u64 tss_addr;
