@@ -32,7 +32,6 @@ long vireo_check_extension(struct vireo_vm *vm, long cap)
 	case KVM_CAP_EXT_CPUID:
 	case KVM_CAP_GET_MSR_FEATURES:
 	case KVM_CAP_XSAVE:
-	case KVM_CAP_XCRS:
 	case KVM_CAP_DEBUGREGS:
 	case KVM_CAP_SET_GUEST_DEBUG:
 	case KVM_CAP_VCPU_EVENTS:
@@ -49,6 +48,9 @@ long vireo_check_extension(struct vireo_vm *vm, long cap)
 		       KVM_CLOCK_TSC_STABLE;
 	case KVM_CAP_XSAVE2:
 		return vireo_xsave2_size();
+	case KVM_CAP_XCRS:
+		/* XCR0 exists where the host's kernel uses XSAVE */
+		return vireo_host_xcr0 != 0;
 	case KVM_CAP_NR_MEMSLOTS:
 		return VIREO_NR_MEMSLOTS;
 	case KVM_CAP_NR_VCPUS:

@@ -50,6 +50,61 @@
 #define F81_ECX_HIDDEN	(BIT(2) |	/* SVM: no nested virtualization */ \
 			 BIT(13))	/* MWAITX */
 
+/*
+ * Features whose registers live in XSAVE components: a guest gets them
+ * only with the component in the XCR0 we offer (none where the host's
+ * kernel does not use XSAVE, as under Bochs).
+ */
+#define F1_ECX_XSAVE		BIT(26)
+#define F1_ECX_AVX_FAMILY	(BIT(12) |	/* FMA */ \
+				 BIT(28) |	/* AVX */ \
+				 BIT(29))	/* F16C */
+#define F7_EBX_AVX2		BIT(5)
+#define F7_EBX_AVX512		(BIT(16) | BIT(17) | BIT(21) | BIT(26) | \
+				 BIT(27) | BIT(28) | BIT(30) | BIT(31))
+#define F7_ECX_AVX512		(BIT(1) | BIT(6) | BIT(11) | BIT(12) | \
+				 BIT(14))
+#define F7_EDX_AVX512		(BIT(2) | BIT(3) | BIT(8) | BIT(23))
+#define F7_1_EAX_AVX		(BIT(4) |	/* AVX-VNNI */ \
+				 BIT(5))	/* AVX512-BF16 */
+
+static void mask_xstate_features(struct kvm_cpuid_entry2 *e)
+{
+	u64 xcr0 = vireo_host_xcr0 ? vireo_supported_xcr0() : 0;
+	bool avx = (xcr0 & XFEATURE_MASK_YMM) == XFEATURE_MASK_YMM;
+	bool avx512 = (xcr0 & XFEATURE_AVX512) == XFEATURE_AVX512;
+
+	switch (e->function) {
+	case 1:
+		if (!xcr0)
+			e->ecx &= ~F1_ECX_XSAVE;
+		if (!avx)
+			e->ecx &= ~F1_ECX_AVX_FAMILY;
+		break;
+	case 7:
+		if (e->index == 0) {
+			if (!avx)
+				e->ebx &= ~F7_EBX_AVX2;
+			if (!avx512) {
+				e->ebx &= ~F7_EBX_AVX512;
+				e->ecx &= ~F7_ECX_AVX512;
+				e->edx &= ~F7_EDX_AVX512;
+			}
+		} else if (e->index == 1 && !avx) {
+			e->eax &= ~F7_1_EAX_AVX;
+		}
+		break;
+	case 0xd:
+		if (!xcr0) {
+			e->eax = 0;
+			e->ebx = 0;
+			e->ecx = 0;
+			e->edx = 0;
+		}
+		break;
+	}
+}
+
 /* Leaves whose answer depends on ECX, and how many subleaves we list. */
 static bool leaf_indexed(u32 leaf)
 {
@@ -144,6 +199,7 @@ static int add_entry(struct kvm_cpuid_entry2 *out, int *n, int max,
 	if (leaf_indexed(leaf))
 		e->flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
 	mask_leaf(e);
+	mask_xstate_features(e);
 	return 0;
 }
 

@@ -296,8 +296,12 @@ int vireo_set_clock(struct vireo_vm *vm, void __user *argp)
 
 	if (copy_from_user(&data, argp, sizeof(data)))
 		return -EFAULT;
-	/* as KVM: only REALTIME may be given, and is then honoured */
-	if (data.flags & ~KVM_CLOCK_REALTIME)
+	/*
+	 * What KVM_GET_CLOCK reports may come back (api.rst): only
+	 * REALTIME means something here, unknown flags are refused.
+	 */
+	if (data.flags & ~(KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC |
+			   KVM_CLOCK_TSC_STABLE))
 		return -EINVAL;
 	mutex_lock(&vm->lock);
 	now = vm_kvmclock(vm, NULL);
@@ -375,8 +379,11 @@ int vireo_get_tsc_khz(struct vireo_vcpu *vcpu)
 
 int vireo_set_tsc_khz(struct vireo_vcpu *vcpu, unsigned long khz)
 {
-	/* no TSC scaling yet: only the host's rate, within 250 ppm */
-	if (!khz || abs((long)khz - (long)tsc_khz) > tsc_khz / 4000)
+	/*
+	 * No TSC scaling yet: only the host's rate, within 250 ppm; 0 asks
+	 * for the host's rate, as in KVM.
+	 */
+	if (khz && abs((long)khz - (long)tsc_khz) > tsc_khz / 4000)
 		return -EINVAL;
 	return 0;
 }

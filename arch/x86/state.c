@@ -13,15 +13,13 @@
 #include <asm/fpu/api.h>
 #include <asm/fpu/xcr.h>
 #include <asm/fpu/xstate.h>
+#include <asm/irq_vectors.h>
 
 #include <vireo/core.h>
 
 #define XSAVE_LEGACY_SIZE	512
 #define XSAVE_HDR_SIZE		64
 #define XFEATURE_FP_SSE		(XFEATURE_MASK_FP | XFEATURE_MASK_SSE)
-#define XFEATURE_AVX512		(XFEATURE_MASK_OPMASK | \
-				 XFEATURE_MASK_ZMM_Hi256 | \
-				 XFEATURE_MASK_Hi16_ZMM)
 /* offsets in the legacy (FXSAVE) area */
 #define FX_FCW			0
 #define FX_FSW			2
@@ -331,7 +329,9 @@ static long set_events(struct vireo_vcpu *vcpu, void __user *argp)
 			KVM_VCPUEVENT_VALID_SIPI_VECTOR |
 			KVM_VCPUEVENT_VALID_SHADOW))
 		return -EINVAL;
-	if (e.exception.injected && e.exception.nr >= 32)
+	/* an NMI is not an exception: KVM_NMI or nmi.injected carry it */
+	if ((e.exception.injected || e.exception.pending) &&
+	    (e.exception.nr >= 32 || e.exception.nr == NMI_VECTOR))
 		return -EINVAL;
 	if ((e.exception.injected || e.exception.pending) &&
 	    (e.interrupt.injected || e.nmi.injected))

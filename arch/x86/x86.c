@@ -158,6 +158,75 @@ static void set_regs(struct vireo_vcpu *vcpu, const struct kvm_regs *r)
 	vcpu->pending = VCPU_PENDING_NONE;
 }
 
+/*
+ * CR4 bits of features the vCPU's CPUID does not grant (or that Vireo
+ * never gives a guest: VMXE, SMXE, LA57, PKE) are reserved, as in KVM.
+ */
+bool vireo_cr4_valid(struct vireo_vcpu *vcpu, u64 cr4)
+{
+	static const struct {
+		u64 bit;
+		u32 leaf;
+		u8 reg, shift;	/* reg: 1 EBX, 2 ECX, 3 EDX */
+	} grants[] = {
+		{ X86_CR4_FSGSBASE, 7, 1, 0 },
+		{ X86_CR4_SMEP, 7, 1, 7 },
+		{ X86_CR4_SMAP, 7, 1, 20 },
+		{ X86_CR4_UMIP, 7, 2, 2 },
+		{ X86_CR4_PCIDE, 1, 2, 17 },
+		{ X86_CR4_OSXSAVE, 1, 2, 26 },
+	};
+	int i;
+
+	if (cr4 & (X86_CR4_VMXE | X86_CR4_SMXE | X86_CR4_LA57 | X86_CR4_PKE |
+		   X86_CR4_CET | GENMASK_ULL(63, 25)))
+		return false;
+	for (i = 0; i < ARRAY_SIZE(grants); i++)
+		if ((cr4 & grants[i].bit) &&
+		    !vireo_cpuid_has(vcpu, grants[i].leaf, 0, grants[i].reg,
+				     grants[i].shift))
+			return false;
+	return true;
+}
+EXPORT_SYMBOL_GPL(vireo_cr4_valid);
+
+/*
+ * kvm_sregs.interrupt_bitmap: the external interrupt KVM_INTERRUPT queued
+ * (or an exit cut short) that has not reached the guest yet, one bit.
+ * VMMs without KVM_CAP_VCPU_EVENTS move it this way.
+ */
+static void sregs_get_pending_irq(struct vireo_vcpu *vcpu,
+				  struct kvm_sregs *s)
+{
+	const struct vireo_event *inj = &vcpu->ev.inject;
+	int vector = -1;
+
+	if (inj->valid && inj->type == VIREO_EV_INTR)
+		vector = inj->vector;
+	else if (vcpu->ev.irq_queued)
+		vector = vcpu->ev.irq_vector;
+	if (vector >= 0)
+		s->interrupt_bitmap[vector / 64] |= 1ULL << (vector % 64);
+}
+
+static void sregs_set_pending_irq(struct vireo_vcpu *vcpu,
+				  const struct kvm_sregs *s)
+{
+	int i;
+
+	for (i = 0; i < 256; i++) {
+		if (s->interrupt_bitmap[i / 64] & (1ULL << (i % 64))) {
+			/* it replaces the one it reported, not adds to it */
+			if (vcpu->ev.inject.valid &&
+			    vcpu->ev.inject.type == VIREO_EV_INTR)
+				vcpu->ev.inject.valid = false;
+			vcpu->ev.irq_queued = true;
+			vcpu->ev.irq_vector = i;
+			return;
+		}
+	}
+}
+
 /* The architectural consistency rules KVM applies to KVM_SET_SREGS. */
 static bool sregs_valid(const struct kvm_sregs *s)
 {
@@ -205,6 +274,7 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 		memset(&sregs, 0, sizeof(sregs));
 		b->get_sregs(vcpu, &sregs);
 		sregs.apic_base = vcpu->msr.apic_base;
+		sregs_get_pending_irq(vcpu, &sregs);
 		return copy_to_user(argp, &sregs, sizeof(sregs)) ? -EFAULT : 0;
 	}
 	case KVM_SET_SREGS: {
@@ -212,11 +282,12 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 
 		if (copy_from_user(&sregs, argp, sizeof(sregs)))
 			return -EFAULT;
-		if (!sregs_valid(&sregs))
+		if (!sregs_valid(&sregs) || !vireo_cr4_valid(vcpu, sregs.cr4))
 			return -EINVAL;
 		ret = b->set_sregs(vcpu, &sregs);
 		if (!ret) {
 			vcpu->msr.apic_base = sregs.apic_base;
+			sregs_set_pending_irq(vcpu, &sregs);
 			set_bit(VCPU_REQ_TLB_FLUSH, &vcpu->requests);
 		}
 		return ret;
@@ -326,12 +397,12 @@ static int write_linear(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
 	return 0;
 }
 
-static int decode_at_rip(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
-			 struct vireo_insn *insn)
+/* The bytes at the guest's CS:RIP; how many could be read. */
+static unsigned int fetch_at_rip(struct vireo_vcpu *vcpu,
+				 const struct kvm_sregs *s,
+				 u8 bytes[VIREO_INSN_MAX_LEN])
 {
 	enum vireo_cpu_mode mode = cpu_mode(vcpu, s);
-	u8 bytes[VIREO_INSN_MAX_LEN];
-	unsigned int n;
 	u64 la;
 
 	la = vcpu->rip;
@@ -339,11 +410,54 @@ static int decode_at_rip(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
 		la = (s->cs.base + (vcpu->rip & (mode == VIREO_MODE_16 ?
 						 0xffff : 0xffffffff))) &
 		     0xffffffff;
-	n = read_linear(vcpu, s, la, bytes, sizeof(bytes), VIREO_ACC_FETCH);
+	return read_linear(vcpu, s, la, bytes, VIREO_INSN_MAX_LEN,
+			   VIREO_ACC_FETCH);
+}
+
+static int decode_at_rip(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
+			 struct vireo_insn *insn)
+{
+	u8 bytes[VIREO_INSN_MAX_LEN];
+	unsigned int n;
+
+	n = fetch_at_rip(vcpu, s, bytes);
 	if (!n)
 		return -EFAULT;
-	return vireo_decode(bytes, n, mode, insn) ? -EINVAL : 0;
+	return vireo_decode(bytes, n, cpu_mode(vcpu, s), insn) ? -EINVAL : 0;
 }
+
+/*
+ * MOV to or from a control register (0F 22 / 0F 20) at the guest's RIP,
+ * for a backend whose CPU does not decode it (SVM without decode
+ * assists).  ModRM.mod is ignored: the operand is always a register.
+ */
+int vireo_decode_mov_cr(struct vireo_vcpu *vcpu, struct vireo_mov_cr *m)
+{
+	u8 b[VIREO_INSN_MAX_LEN];
+	struct kvm_sregs s;
+	unsigned int n, i = 0;
+	u8 rex = 0, modrm;
+
+	vcpu->vm->backend->get_sregs(vcpu, &s);
+	n = fetch_at_rip(vcpu, &s, b);
+	while (i < n && (b[i] == 0x66 || b[i] == 0x67 || b[i] == 0xf2 ||
+			 b[i] == 0xf3 || b[i] == 0x26 || b[i] == 0x2e ||
+			 b[i] == 0x36 || b[i] == 0x3e || b[i] == 0x64 ||
+			 b[i] == 0x65))
+		i++;
+	if (cpu_mode(vcpu, &s) == VIREO_MODE_64 && i < n &&
+	    (b[i] & 0xf0) == 0x40)
+		rex = b[i++];
+	if (i + 3 > n || b[i] != 0x0f || (b[i + 1] != 0x20 && b[i + 1] != 0x22))
+		return -EINVAL;
+	modrm = b[i + 2];
+	m->to_cr = b[i + 1] == 0x22;
+	m->cr = ((modrm >> 3) & 7) | (rex & 4 ? 8 : 0);
+	m->gpr = (modrm & 7) | (rex & 1 ? 8 : 0);
+	m->len = i + 3;
+	return 0;
+}
+EXPORT_SYMBOL_GPL(vireo_decode_mov_cr);
 
 static int exit_internal_error(struct vireo_vcpu *vcpu, u32 suberror,
 			       u32 ndata, u64 d0, u64 d1)

@@ -225,6 +225,16 @@ void vireo_uret_set(unsigned int slot, u64 val);
 void vireo_queue_exception(struct vireo_vcpu *vcpu, u8 vector,
 			   bool has_error, u32 error_code);
 u64 vireo_guest_tsc(struct vireo_vcpu *vcpu);
+bool vireo_cr4_valid(struct vireo_vcpu *vcpu, u64 cr4);
+
+/* A decoded MOV to or from a control register */
+struct vireo_mov_cr {
+	bool to_cr;
+	u8 cr, gpr;		/* 0-15 each */
+	u8 len;
+};
+
+int vireo_decode_mov_cr(struct vireo_vcpu *vcpu, struct vireo_mov_cr *m);
 
 int vireo_register_backend(const struct vireo_backend *backend);
 void vireo_unregister_backend(const struct vireo_backend *backend);

@@ -45,7 +45,11 @@ bool vireo_cpuid_has(struct vireo_vcpu *vcpu, u32 leaf, u32 sub, int reg,
 		     int bit);
 u64 vireo_guest_xcr0_mask(struct vireo_vcpu *vcpu);
 int vireo_xsave2_size(void);
+/* The XCR0 bits a guest may have (only all three of AVX-512's or none) */
 u64 vireo_supported_xcr0(void);
+#define XFEATURE_AVX512		(XFEATURE_MASK_OPMASK | \
+				 XFEATURE_MASK_ZMM_Hi256 | \
+				 XFEATURE_MASK_Hi16_ZMM)
 bool vireo_xcr0_valid(struct vireo_vcpu *vcpu, u64 xcr0);
 long vireo_state_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 		       void __user *argp);

@@ -377,6 +377,8 @@ static void svm_reset(struct svm_vcpu *svm)
 	save->dr7 = 0x400;
 	save->g_pat = PAT_POWER_ON;
 	c->intercept_dr = DR_INTERCEPT_ALL;
+	/* CR4 bits follow the guest's CPUID: see svm_write_cr4() */
+	c->intercept_cr = INTERCEPT_CR4_WRITE;
 }
 
 static int svm_vcpu_create(struct vireo_vcpu *vcpu)
@@ -441,6 +443,45 @@ static u32 next_rip_len(struct svm_vcpu *svm)
 	if (!(svm_features & SVM_FEAT_NRIPS))
 		return 0;
 	return svm->vmcb->control.next_rip - svm->vmcb->save.rip;
+}
+
+/*
+ * The guest's MOV to CR4: the bits its CPUID withholds are reserved
+ * (vireo_cr4_valid()).  Decode assists name the register; without them
+ * the instruction is read from guest memory.
+ */
+static void svm_write_cr4(struct svm_vcpu *svm, struct vireo_exit *exit)
+{
+	struct vireo_vcpu *vcpu = &svm->vcpu;
+	struct vmcb_save *save = &svm->vmcb->save;
+	u64 info1 = svm->vmcb->control.exit_info_1;
+	bool lma = save->efer & EFER_LMA;
+	struct vireo_mov_cr m;
+	u64 val;
+
+	if ((svm_features & SVM_FEAT_DECODE_ASSISTS) && (info1 & BIT_ULL(63)) &&
+	    next_rip_len(svm)) {
+		m.gpr = info1 & 15;
+		m.len = next_rip_len(svm);
+	} else if (vireo_decode_mov_cr(vcpu, &m) || !m.to_cr || m.cr != 4) {
+		exit->reason = VIREO_EXIT_UNHANDLED;
+		return;
+	}
+	val = vcpu->regs[m.gpr];
+	if (!(lma && (save->cs.attrib & SEG_ATTR_L)))
+		val = (u32)val;
+	if (!vireo_cr4_valid(vcpu, val) || (lma && !(val & X86_CR4_PAE)) ||
+	    ((val & ~save->cr4 & X86_CR4_PCIDE) &&
+	     (!lma || (save->cr3 & 0xfff)))) {
+		vireo_queue_exception(vcpu, GP_VECTOR, true, 0);
+		return;
+	}
+	/* paging bits may change what the guest's TLB holds */
+	if ((val ^ save->cr4) & (X86_CR4_PGE | X86_CR4_PSE | X86_CR4_PAE |
+				 X86_CR4_PCIDE | X86_CR4_SMEP | X86_CR4_SMAP))
+		svm->new_asid = true;
+	save->cr4 = val;
+	vcpu->rip += m.len;
 }
 
 /* The MSRs that live in the VMCB. */
@@ -541,7 +582,7 @@ static int svm_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 	case MSR_CSTAR:
 	case MSR_IA32_SYSENTER_ESP:
 	case MSR_IA32_SYSENTER_EIP:
-		if (!host && !__is_canonical_address(data, 48))
+		if (!__is_canonical_address(data, 48))
 			return -EINVAL;
 		break;
 	}
@@ -781,6 +822,9 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	case SVM_EXIT_IRET:
 		/* the NMI handler returns: NMIs are open again */
 		svm_set_nmi_mask(vcpu, false);
+		break;
+	case SVM_EXIT_WRITE_CR4:
+		svm_write_cr4(svm, exit);
 		break;
 	case SVM_EXIT_READ_DR0 ... SVM_EXIT_WRITE_DR15:
 		exit->reason = VIREO_EXIT_DR_ACCESS;

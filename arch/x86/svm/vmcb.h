@@ -65,7 +65,11 @@
 #define EVTINJ_ERROR_VALID		BIT(11)
 #define EVTINJ_VALID			BIT(31)
 
+/* intercept_cr: reads of CR0-15 in bits 0-15, writes in bits 16-31 */
+#define INTERCEPT_CR4_WRITE		BIT(16 + 4)
+
 /* exit codes */
+#define SVM_EXIT_WRITE_CR4		0x014
 #define SVM_EXIT_READ_DR0		0x020
 #define SVM_EXIT_WRITE_DR15		0x03f
 #define SVM_EXIT_EXCP_DB		0x041

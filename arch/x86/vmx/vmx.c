@@ -92,6 +92,9 @@ struct vmx_vcpu {
 	/* SYSCALL MSRs, loaded until the next return to userspace */
 	u64 star, lstar, cstar, sfmask;
 	u32 proc_ctls;
+	/* what the VMCS holds, to write only what changes */
+	u64 cur_tsc_offset, cur_dr7;
+	u32 cur_exc_bitmap;
 	bool pdptrs_stale;		/* PAE paging set from outside */
 	u32 entry_ctls;
 };
@@ -382,8 +385,12 @@ static int vmx_setup_controls(u64 basic)
 	/* unrestricted guest: PE and PG are the guest's */
 	cr0_fixed0 &= ~(u64)(X86_CR0_PE | X86_CR0_PG);
 	cr0_host_mask = (cr0_fixed0 | ~cr0_fixed1) & 0xffffffffUL;
-	cr4_host_mask = (cr4_fixed0 | ~cr4_fixed1 | X86_CR4_VMXE) &
-			0xffffffffUL;
+	/* and the features a guest's CPUID may withhold: see set_cr4 */
+	cr4_host_mask = (cr4_fixed0 | ~cr4_fixed1 | X86_CR4_VMXE |
+			 X86_CR4_SMXE | X86_CR4_LA57 | X86_CR4_PKE |
+			 X86_CR4_CET | X86_CR4_FSGSBASE | X86_CR4_SMEP |
+			 X86_CR4_SMAP | X86_CR4_UMIP | X86_CR4_PCIDE |
+			 X86_CR4_OSXSAVE) & 0xffffffffUL;
 	return 0;
 }
 
@@ -747,6 +754,9 @@ static void vmx_setup_vmcs(struct vmx_vcpu *vmx)
 	vmcs_write(CR0_GUEST_HOST_MASK, cr0_host_mask);
 	vmcs_write(CR4_GUEST_HOST_MASK, cr4_host_mask);
 	vmcs_write(TSC_OFFSET, 0);
+	vmx->cur_tsc_offset = 0;
+	vmx->cur_exc_bitmap = 0;
+	vmx->cur_dr7 = 0x400;
 
 	/* host state that is the same on every CPU */
 	vmcs_write(HOST_CR0, read_cr0());
@@ -931,7 +941,7 @@ static void vmx_cr_access(struct vmx_vcpu *vmx, u64 qual)
 			}
 			break;
 		case 4:
-			if ((val & X86_CR4_VMXE) || (val >> 32) ||
+			if (!vireo_cr4_valid(vcpu, val) ||
 			    ((vmcs_read(GUEST_IA32_EFER) & EFER_LMA) &&
 			     !(val & X86_CR4_PAE))) {
 				inject_gp(vcpu);
@@ -1241,12 +1251,18 @@ static void vmx_save_events(struct vmx_vcpu *vmx)
 static void vmx_load_debug(struct vmx_vcpu *vmx)
 {
 	struct vireo_vcpu *vcpu = &vmx->vcpu;
+	u32 exc = (vcpu->dbg.intercept_db ? BIT(DB_VECTOR) : 0) |
+		  (vcpu->dbg.intercept_bp ? BIT(BP_VECTOR) : 0);
 	u32 shadow;
 
-	vmcs_write(GUEST_DR7, vcpu->dbg.eff_dr7);
-	vmcs_write(EXCEPTION_BITMAP,
-		   (vcpu->dbg.intercept_db ? BIT(DB_VECTOR) : 0) |
-		   (vcpu->dbg.intercept_bp ? BIT(BP_VECTOR) : 0));
+	if (vmx->cur_dr7 != vcpu->dbg.eff_dr7) {
+		vmx->cur_dr7 = vcpu->dbg.eff_dr7;
+		vmcs_write(GUEST_DR7, vmx->cur_dr7);
+	}
+	if (vmx->cur_exc_bitmap != exc) {
+		vmx->cur_exc_bitmap = exc;
+		vmcs_write(EXCEPTION_BITMAP, exc);
+	}
 	if (vcpu->dbg.guest_owns)
 		set_debugreg(vcpu->dbg.dr6, 6);
 	/* single-stepping out of a shadow: the #DB must be pending */
@@ -1267,8 +1283,9 @@ static void vmx_save_debug(struct vmx_vcpu *vmx)
 		get_debugreg(vcpu->dbg.dr6, 6);
 		set_debugreg(DR6_RESERVED, 6);
 	}
+	vmx->cur_dr7 = vmcs_read(GUEST_DR7);
 	if (!(vcpu->dbg.guest_debug & KVM_GUESTDBG_USE_HW_BP))
-		vcpu->dbg.dr7 = vmcs_read(GUEST_DR7);
+		vcpu->dbg.dr7 = vmx->cur_dr7;
 }
 
 static void vmx_handle_nmi(void)
@@ -1289,7 +1306,10 @@ static void vmx_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	vmcs_write(GUEST_RFLAGS, vcpu->rflags);
 	vmcs_write(GUEST_RSP, vcpu->regs[VCPU_RSP]);
 	vmcs_write(HOST_CR3, __read_cr3());
-	vmcs_write(TSC_OFFSET, vcpu->msr.tsc_offset);
+	if (vmx->cur_tsc_offset != vcpu->msr.tsc_offset) {
+		vmx->cur_tsc_offset = vcpu->msr.tsc_offset;
+		vmcs_write(TSC_OFFSET, vmx->cur_tsc_offset);
+	}
 	vmx_load_events(vmx);
 	vmx_load_debug(vmx);
 	vireo_uret_set(VIREO_URET_STAR, vmx->star);
