@@ -216,7 +216,7 @@ static void test_single_step(const char *dev)
 	    run->exit_reason == KVM_EXIT_DEBUG &&
 	    run->debug.arch.pc == (uintptr_t)guest_dbg_step) {
 		for (i = 0; i < 3; i++)
-			tap_skip("Bochs's VM entry with RFLAGS.TF traps before the first instruction",
+			tap_skip("Bochs's VM entry with TF traps before the first instruction",
 				 "KVM_GUESTDBG_SINGLESTEP (%u of 3)", i + 1);
 		guest_vm_destroy(&g);
 		return;
