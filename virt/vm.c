@@ -105,13 +105,33 @@ struct vireo_memslot *vireo_find_slot(struct vireo_vm *vm, u64 gfn)
 
 	if (slot_has(&vm->slots[vm->last_slot], gfn))
 		return &vm->slots[vm->last_slot];
-	for (i = 0; i < VIREO_NR_MEMSLOTS; i++) {
-		if (slot_has(&vm->slots[i], gfn)) {
-			vm->last_slot = i;
-			return &vm->slots[i];
+	for (i = 0; i < vm->nr_slots; i++) {
+		int id = vm->slot_ids[i];
+
+		if (slot_has(&vm->slots[id], gfn)) {
+			vm->last_slot = id;
+			return &vm->slots[id];
 		}
 	}
 	return NULL;
+}
+
+/* Slot @id comes into use, or goes out of it (vm->lock held). */
+static void slot_id_add(struct vireo_vm *vm, u16 id)
+{
+	vm->slot_ids[vm->nr_slots++] = id;
+}
+
+static void slot_id_del(struct vireo_vm *vm, u16 id)
+{
+	int i;
+
+	for (i = 0; i < vm->nr_slots; i++) {
+		if (vm->slot_ids[i] == id) {
+			vm->slot_ids[i] = vm->slot_ids[--vm->nr_slots];
+			return;
+		}
+	}
 }
 
 static unsigned long dirty_bitmap_bytes(const struct vireo_memslot *slot)
@@ -143,9 +163,9 @@ static bool slot_overlaps(struct vireo_vm *vm, int except, u64 gfn,
 	struct vireo_memslot *slot;
 	int i;
 
-	for (i = 0; i < VIREO_NR_MEMSLOTS; i++) {
-		slot = &vm->slots[i];
-		if (i == except || !slot->npages)
+	for (i = 0; i < vm->nr_slots; i++) {
+		slot = &vm->slots[vm->slot_ids[i]];
+		if (vm->slot_ids[i] == except || !slot->npages)
 			continue;
 		if (gfn < slot->base_gfn + slot->npages &&
 		    slot->base_gfn < gfn + npages)
@@ -192,7 +212,7 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
 		kvfree(slot->dirty_bitmap);
 		memset(slot, 0, sizeof(*slot));
-		vm->nr_slots--;
+		slot_id_del(vm, id);
 		goto out;
 	}
 	if (slot->npages) {
@@ -235,7 +255,7 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 		memset(slot, 0, sizeof(*slot));
 		goto out;
 	}
-	vm->nr_slots++;
+	slot_id_add(vm, id);
 out:
 	mutex_unlock(&vm->lock);
 	return ret;

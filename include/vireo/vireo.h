@@ -57,6 +57,8 @@ struct vireo_vm {
 	int nr_vcpus;
 	struct vireo_memslot slots[VIREO_NR_MEMSLOTS];
 	int nr_slots;			/* slots in use */
+	/* their ids, so that lookups walk only those (MMIO misses them all) */
+	u16 slot_ids[VIREO_NR_MEMSLOTS];
 	int last_slot;			/* where the last lookup hit */
 	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled: reading keeps bits */
 	bool manual_dirty_protect;
