@@ -108,13 +108,11 @@ static const u16 two_byte_map[256] = {
 #define REX_R		0x04
 #define REX_W		0x08
 
-/* Which opcode map the opcode byte belongs to. */
-enum {
-	MAP_ONE,	/* xx */
-	MAP_0F,		/* 0F xx */
-	MAP_0F38,	/* 0F 38 xx */
-	MAP_0F3A,	/* 0F 3A xx */
-};
+/* Which opcode map the opcode byte belongs to (enum vireo_opmap). */
+#define MAP_ONE		VIREO_MAP_ONE
+#define MAP_0F		VIREO_MAP_0F
+#define MAP_0F38	VIREO_MAP_0F38
+#define MAP_0F3A	VIREO_MAP_0F3A
 
 struct decoder {
 	const u8 *buf;
@@ -554,6 +552,15 @@ int vireo_decode(const u8 *buf, unsigned int len, enum vireo_cpu_mode mode,
 	if (n && fetch(&d, n, &imm))
 		return -1;
 	insn->len = d.pos;
+	insn->map = map;
+	insn->opcode = opc;
+	insn->modrm = modrm >= 0 ? modrm : 0;
+	insn->rex = d.rex;
+	insn->rep_prefix = p.last_rep;
+	insn->lock = p.lock;
+	insn->opsize_prefix = p.p66;
+	insn->imm_len = n;
+	insn->raw_imm = imm;
 
 	classify(insn, map, opc, modrm, imm, d.mode64);
 

@@ -48,6 +48,14 @@ enum vireo_op {
 	VIREO_OP_OTHER,		/* decoded (length known) but not one of these */
 };
 
+/* The opcode map an opcode byte belongs to. */
+enum vireo_opmap {
+	VIREO_MAP_ONE,		/* xx */
+	VIREO_MAP_0F,		/* 0F xx */
+	VIREO_MAP_0F38,		/* 0F 38 xx */
+	VIREO_MAP_0F3A,		/* 0F 3A xx */
+};
+
 struct vireo_insn {
 	u8 len;			/* total length, prefixes included */
 	enum vireo_op op;
@@ -90,6 +98,20 @@ struct vireo_insn {
 	u8 scale;		/* 1, 2, 4, 8 */
 	s64 disp;		/* sign-extended displacement, or moffs (zero-ext.) */
 	bool rip_relative;	/* address = next RIP + disp */
+
+	/*
+	 * The raw encoding, for the instruction emulator (emulate.c), which
+	 * needs more than the classification above.
+	 */
+	u8 map;			/* enum vireo_opmap */
+	u8 opcode;		/* the opcode byte within that map */
+	u8 modrm;		/* valid when has_modrm */
+	u8 rex;			/* the REX prefix in effect (0x40-0x4f), or 0 */
+	u8 rep_prefix;		/* 0xf2 or 0xf3, the last one seen, or 0 */
+	bool lock;		/* F0 */
+	bool opsize_prefix;	/* 66 */
+	u8 imm_len;		/* bytes of immediate, 0-8 */
+	u64 raw_imm;		/* those bytes, zero-extended, as encoded */
 };
 
 /*
