@@ -3,9 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vireo.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -46,9 +49,49 @@ int module_load(const char *path)
 	return ret;
 }
 
+/* Ask the kernel (sysrq) to print what every task and CPU is doing. */
+static void sysrq_dump(const char *why)
+{
+	int fd = open("/proc/sysrq-trigger", O_WRONLY | O_CLOEXEC);
+
+	printf("# %s: sysrq w and l follow on the console\n", why);
+	fflush(stdout);
+	if (fd < 0)
+		return;
+	if (write(fd, "w", 1) != 1 || write(fd, "l", 1) != 1)
+		printf("# sysrq: %s\n", strerror(errno));
+	close(fd);
+}
+
+/*
+ * delete_module(), watched: should it hang, a child has the kernel
+ * print the blocked tasks and every CPU's backtrace after 20 s and
+ * again every minute, so a hung host leaves its reason on the console.
+ */
 int module_unload(const char *name)
 {
-	return syscall(SYS_delete_module, name, O_NONBLOCK);
+	char why[96];
+	int ret, saved;
+	pid_t dog;
+
+	fflush(stdout);
+	dog = fork();
+	if (dog == 0) {
+		snprintf(why, sizeof(why), "delete_module(%s) hangs", name);
+		sleep(20);
+		for (;;) {
+			sysrq_dump(why);
+			sleep(60);
+		}
+	}
+	ret = syscall(SYS_delete_module, name, O_NONBLOCK);
+	saved = errno;
+	if (dog > 0) {
+		kill(dog, SIGKILL);
+		waitpid(dog, NULL, 0);
+	}
+	errno = saved;
+	return ret;
 }
 
 bool module_loaded(const char *name)
