@@ -16,6 +16,7 @@
 
 #include <vireo/compat.h>
 #include <vireo/core.h>
+#include <vireo/irq.h>
 
 static void vcpu_sched_in(struct preempt_notifier *pn, int cpu)
 {
@@ -88,6 +89,21 @@ void vireo_flush_all_vcpus(struct vireo_vm *vm)
 	}
 }
 
+void vireo_vcpu_kick(struct vireo_vcpu *vcpu)
+{
+	int cpu;
+
+	wake_up_interruptible(&vcpu->wq);
+	/* pairs with the barrier between mode = IN_GUEST and the event check */
+	smp_mb();
+	if (READ_ONCE(vcpu->mode) != VCPU_IN_GUEST)
+		return;
+	cpu = READ_ONCE(vcpu->cpu);
+	/* any interrupt forces an exit; the run loop then looks again */
+	if (cpu >= 0 && cpu != raw_smp_processor_id())
+		vireo_send_reschedule(cpu);
+}
+
 static long vcpu_ioctl(struct file *filp, unsigned int ioctl,
 		       unsigned long arg)
 {
@@ -158,6 +174,7 @@ static const struct file_operations vcpu_fops = {
 /* Free a vCPU that has no fd left (its VM is dying) or never got one. */
 void vireo_vcpu_destroy(struct vireo_vcpu *vcpu)
 {
+	vireo_lapic_free(vcpu);
 	vcpu->vm->backend->vcpu_free(vcpu);
 	fpu_free_guest_fpstate(&vcpu->guest_fpu);
 	kvfree(vcpu->cpuid);
@@ -183,6 +200,7 @@ int vireo_create_vcpu(struct vireo_vm *vm, unsigned long id)
 	vcpu->cpu = -1;
 	vcpu->last_cpu = -1;
 	mutex_init(&vcpu->mutex);
+	init_waitqueue_head(&vcpu->wq);
 	preempt_notifier_init(&vcpu->preempt_notifier, &vcpu_preempt_ops);
 
 	ret = -ENOMEM;
@@ -205,6 +223,12 @@ int vireo_create_vcpu(struct vireo_vm *vm, unsigned long id)
 	ret = b->vcpu_create(vcpu);
 	if (ret)
 		goto unlock;
+	/* with the in-kernel irqchip, every vCPU has a local APIC */
+	if (vm->irqchip) {
+		ret = vireo_lapic_create(vcpu);
+		if (ret)
+			goto free_vcpu;
+	}
 	vireo_arch_vcpu_reset(vcpu);
 
 	vireo_vm_get(vm);
@@ -212,14 +236,19 @@ int vireo_create_vcpu(struct vireo_vm *vm, unsigned long id)
 			      O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		refcount_dec(&vm->refcount);	/* the VM fd holds another */
-		b->vcpu_free(vcpu);
 		ret = fd;
-		goto unlock;
+		goto free_vcpu;
 	}
 	vcpu->index = vm->nr_vcpus;
-	vm->vcpus[vm->nr_vcpus++] = vcpu;
+	WRITE_ONCE(vm->vcpus[vm->nr_vcpus], vcpu);
+	/* interrupt senders walk vcpus[] without the lock: slot, then count */
+	smp_store_release(&vm->nr_vcpus, vm->nr_vcpus + 1);
 	mutex_unlock(&vm->lock);
 	return fd;
+
+free_vcpu:
+	vireo_lapic_free(vcpu);
+	b->vcpu_free(vcpu);
 
 unlock:
 	mutex_unlock(&vm->lock);

@@ -15,6 +15,7 @@
 #include <linux/uaccess.h>
 
 #include <vireo/core.h>
+#include <vireo/irq.h>
 #include <vireo/mmu.h>
 
 /* Nested page tables map 4 levels: 48 bits of guest-physical space. */
@@ -39,6 +40,24 @@ long vireo_check_extension(struct vireo_vm *vm, long cap)
 	case KVM_CAP_MP_STATE:
 	case KVM_CAP_GET_TSC_KHZ:
 		return 1;
+	/* the in-kernel irqchip, PIT and eventfds (include/vireo/irq.h) */
+	case KVM_CAP_IRQCHIP:
+	case KVM_CAP_HLT:
+	case KVM_CAP_IRQ_INJECT_STATUS:
+	case KVM_CAP_IRQFD:
+	case KVM_CAP_IRQFD_RESAMPLE:
+	case KVM_CAP_IOEVENTFD:
+	case KVM_CAP_IOEVENTFD_ANY_LENGTH:
+	case KVM_CAP_SIGNAL_MSI:
+	case KVM_CAP_PIT2:
+	case KVM_CAP_PIT_STATE2:
+	case KVM_CAP_REINJECT_CONTROL:
+	case KVM_CAP_SET_BOOT_CPU_ID:
+	case KVM_CAP_USER_NMI:
+	case KVM_CAP_TSC_DEADLINE_TIMER:
+		return 1;
+	case KVM_CAP_IRQ_ROUTING:
+		return VIREO_NR_GSIS;
 	case KVM_CAP_READONLY_MEM:
 		return 1;
 	case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
@@ -75,6 +94,13 @@ static void vm_destroy(struct vireo_vm *vm)
 	const struct vireo_backend *b = vm->backend;
 	int i;
 
+	/*
+	 * Nothing may raise an interrupt once the vCPUs go: the eventfds
+	 * first, then the chips and the PIT's timer, then the vCPUs with
+	 * their APICs (whose timers only reach their own vCPU).
+	 */
+	vireo_eventfd_destroy(vm);
+	vireo_irqchip_destroy(vm);
 	for (i = 0; i < vm->nr_vcpus; i++)
 		vireo_vcpu_destroy(vm->vcpus[i]);
 	vireo_tdp_destroy(vm);
@@ -490,6 +516,9 @@ int vireo_create_vm(unsigned long type)
 	ret = vireo_tdp_init(vm);
 	if (ret)
 		goto destroy_vm;
+	ret = vireo_eventfd_init(vm);
+	if (ret)
+		goto destroy_tdp;
 
 	fd = anon_inode_getfd("vireo-vm", &vm_fops, vm, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
@@ -499,6 +528,7 @@ int vireo_create_vm(unsigned long type)
 	return fd;
 
 destroy_tdp:
+	vireo_eventfd_destroy(vm);
 	vireo_tdp_destroy(vm);
 destroy_vm:
 	b->vm_destroy(vm);

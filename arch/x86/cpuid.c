@@ -33,6 +33,7 @@
 			 BIT(15) |	/* PDCM */ \
 			 BIT(27))	/* OSXSAVE: follows the guest's CR4 */
 #define F1_ECX_HYPERVISOR	BIT(31)
+#define F1_ECX_X2APIC		BIT(21)	/* the in-kernel APIC has it */
 #define F1_EDX_HIDDEN	(BIT(21) |	/* debug store */ \
 			 BIT(22) |	/* ACPI thermal MSRs */ \
 			 BIT(29) |	/* TM */ \
@@ -143,6 +144,7 @@ static void mask_leaf(struct kvm_cpuid_entry2 *e)
 	case 1:
 		/* KVM leaves the hypervisor bit to the VMM, so do we */
 		e->ecx &= ~(F1_ECX_HIDDEN | F1_ECX_HYPERVISOR);
+		e->ecx |= F1_ECX_X2APIC;
 		e->edx &= ~F1_EDX_HIDDEN;
 		e->ebx &= 0x00ffffff;	/* the APIC ID is the VMM's to set */
 		break;

@@ -14,12 +14,14 @@
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <linux/user-return-notifier.h>
+#include <asm/apicdef.h>
 #include <asm/cpufeature.h>
 #include <asm/msr.h>
 #include <asm/pvclock-abi.h>
 #include <asm/tsc.h>
 
 #include <vireo/core.h>
+#include <vireo/irq.h>
 #include <vireo/mmu.h>
 
 static bool ignore_msrs;
@@ -649,6 +651,8 @@ static bool guest_granted(struct vireo_vcpu *vcpu, u32 index)
 		       vireo_cpuid_has(vcpu, 0x80000008, 0, R_EBX, 12);
 	case MSR_IA32_TSC_DEADLINE:
 		return vireo_cpuid_has(vcpu, 1, 0, R_ECX, 24);
+	case APIC_BASE_MSR ... APIC_BASE_MSR + 0xff:
+		return vireo_cpuid_has(vcpu, 1, 0, R_ECX, 21);
 	case MSR_KVM_SYSTEM_TIME_NEW_:
 	case MSR_KVM_WALL_CLOCK_NEW_:
 		return vireo_cpuid_has(vcpu, 0x40000001, 0, R_EAX, 3);
@@ -660,6 +664,36 @@ static bool guest_granted(struct vireo_vcpu *vcpu, u32 index)
 	}
 }
 
+/*
+ * With the in-kernel irqchip the local APIC owns IA32_APIC_BASE, the
+ * x2APIC MSRs and IA32_TSC_DEADLINE.  0 done, 1 not its, -EINVAL.
+ */
+static int apic_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data)
+{
+	if (!vcpu->apic)
+		return 1;
+	if (index == MSR_IA32_APICBASE) {
+		*data = vireo_lapic_get_base(vcpu);
+		return 0;
+	}
+	return vireo_lapic_get_msr(vcpu, index, data);
+}
+
+static int apic_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
+			bool host)
+{
+	if (!vcpu->apic)
+		return 1;
+	if (index == MSR_IA32_APICBASE) {
+		/* x2APIC mode only where CPUID offers it */
+		if (!host && (data & APIC_BASE_EXTD) &&
+		    !vireo_cpuid_has(vcpu, 1, 0, R_ECX, 21))
+			return -EINVAL;
+		return vireo_lapic_set_base(vcpu, data, host);
+	}
+	return vireo_lapic_set_msr(vcpu, index, data, host);
+}
+
 /* 0, or -EINVAL (#GP for the guest, a short count for the VMM) */
 int vireo_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data, bool host)
 {
@@ -667,7 +701,9 @@ int vireo_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data, bool host)
 
 	if (!host && !guest_granted(vcpu, index))
 		return -EINVAL;
-	ret = core_get_msr(vcpu, index, data, host);
+	ret = apic_get_msr(vcpu, index, data);
+	if (ret == 1)
+		ret = core_get_msr(vcpu, index, data, host);
 
 	if (ret == 1)
 		ret = vcpu->vm->backend->get_msr(vcpu, index, data);
@@ -687,7 +723,9 @@ int vireo_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data, bool host)
 
 	if (!host && !guest_granted(vcpu, index))
 		return -EINVAL;
-	ret = core_set_msr(vcpu, index, data, host);
+	ret = apic_set_msr(vcpu, index, data, host);
+	if (ret == 1)
+		ret = core_set_msr(vcpu, index, data, host);
 
 	if (ret == 1)
 		ret = vcpu->vm->backend->set_msr(vcpu, index, data, host);

@@ -20,6 +20,7 @@
 #include <vireo/compat.h>
 #include <vireo/core.h>
 #include <vireo/insn.h>
+#include <vireo/irq.h>
 #include <vireo/mmu.h>
 
 #define CREATE_TRACE_POINTS
@@ -52,7 +53,9 @@ void vireo_arch_vcpu_reset(struct vireo_vcpu *vcpu)
 	vcpu->rflags = RFLAGS_FIXED;
 	vcpu->pending = VCPU_PENDING_NONE;
 	vcpu->xcr0 = XFEATURE_MASK_FP;
-	vcpu->mp_state = KVM_MP_STATE_RUNNABLE;
+	/* with the in-kernel APIC, the APs wait for INIT and SIPI */
+	vcpu->mp_state = vcpu->apic && vcpu->id ?
+			 KVM_MP_STATE_UNINITIALIZED : KVM_MP_STATE_RUNNABLE;
 	memset(&vcpu->ev, 0, sizeof(vcpu->ev));
 	memset(&vcpu->dbg, 0, sizeof(vcpu->dbg));
 	vcpu->dbg.dr6 = DR6_RESET_VALUE;
@@ -83,8 +86,8 @@ long vireo_arch_vm_ioctl(struct vireo_vm *vm, unsigned int ioctl,
 	case KVM_SET_CLOCK:
 		return vireo_set_clock(vm, (void __user *)arg);
 	default:
-		/* as KVM answers an unknown VM ioctl */
-		return -ENOTTY;
+		/* the irqchip family; -ENOTTY (as KVM) for the rest */
+		return vireo_irq_vm_ioctl(vm, ioctl, (void __user *)arg);
 	}
 }
 
@@ -245,6 +248,196 @@ static bool sregs_valid(const struct kvm_sregs *s)
 	return true;
 }
 
+/* ---- the in-kernel local APIC: INIT, SIPI, ioctls ---- */
+
+/* What INIT does to the registers (SDM: processor state after INIT). */
+static void vcpu_init_event(struct vireo_vcpu *vcpu)
+{
+	const struct vireo_backend *b = vcpu->vm->backend;
+	struct kvm_segment data = {
+		.limit = 0xffff, .type = 3, .present = 1, .s = 1,
+	};
+	struct kvm_sregs s;
+
+	b->get_sregs(vcpu, &s);
+	s.cs = data;
+	s.cs.type = 0xb;
+	s.cs.selector = 0xf000;
+	s.cs.base = 0xffff0000;
+	s.ds = data;
+	s.es = data;
+	s.fs = data;
+	s.gs = data;
+	s.ss = data;
+	memset(&s.ldt, 0, sizeof(s.ldt));
+	s.ldt.limit = 0xffff;
+	s.ldt.type = 2;
+	s.ldt.present = 1;
+	s.tr = s.ldt;
+	s.tr.type = 0xb;
+	s.gdt.base = 0;
+	s.gdt.limit = 0xffff;
+	s.idt = s.gdt;
+	/* CD and NW keep their values */
+	s.cr0 = (s.cr0 & (CR0_CD | CR0_NW)) | X86_CR0_ET;
+	s.cr2 = 0;
+	s.cr3 = 0;
+	s.cr4 = 0;
+	s.cr8 = 0;
+	s.efer = 0;
+	memset(s.interrupt_bitmap, 0, sizeof(s.interrupt_bitmap));
+	if (b->set_sregs(vcpu, &s))
+		pr_warn_ratelimited("vCPU %d: INIT state refused\n", vcpu->id);
+
+	memset(vcpu->regs, 0, sizeof(vcpu->regs));
+	vcpu->regs[VCPU_RDX] = cpuid_eax(1);
+	vcpu->rip = 0xfff0;
+	vcpu->rflags = RFLAGS_FIXED;
+	vcpu->pending = VCPU_PENDING_NONE;
+	vcpu->xcr0 = XFEATURE_MASK_FP;
+	memset(&vcpu->ev, 0, sizeof(vcpu->ev));
+	b->set_interrupt_shadow(vcpu, 0);
+	b->set_nmi_mask(vcpu, false);
+	vcpu->dbg.dr6 = DR6_RESET_VALUE;
+	vcpu->dbg.dr7 = DR7_RESET_VALUE;
+	memset(vcpu->dbg.db, 0, sizeof(vcpu->dbg.db));
+	set_bit(VCPU_REQ_TLB_FLUSH, &vcpu->requests);
+}
+
+/*
+ * Act on an INIT or SIPI the local APIC took (vCPU thread).  INIT puts
+ * an AP in wait-for-SIPI (the BSP starts over at the reset vector); a
+ * SIPI starts a waiting AP in real mode at vector << 12 and is dropped
+ * otherwise.
+ */
+static void apic_accept_events(struct vireo_vcpu *vcpu)
+{
+	const struct vireo_backend *b = vcpu->vm->backend;
+	struct kvm_sregs s;
+	int vector;
+
+	if (vireo_lapic_take_init(vcpu)) {
+		vcpu_init_event(vcpu);
+		vireo_lapic_reset(vcpu, true);
+		vcpu->mp_state = vcpu->id ? KVM_MP_STATE_INIT_RECEIVED :
+					    KVM_MP_STATE_RUNNABLE;
+	}
+	vector = vireo_lapic_take_sipi(vcpu);
+	if (vector < 0 || vcpu->mp_state != KVM_MP_STATE_INIT_RECEIVED)
+		return;
+	b->get_sregs(vcpu, &s);
+	s.cs.selector = vector << 8;
+	s.cs.base = (u64)vector << 12;
+	memset(s.interrupt_bitmap, 0, sizeof(s.interrupt_bitmap));
+	if (b->set_sregs(vcpu, &s))
+		pr_warn_ratelimited("vCPU %d: SIPI state refused\n", vcpu->id);
+	vcpu->rip = 0;
+	vcpu->mp_state = KVM_MP_STATE_RUNNABLE;
+}
+
+/* The PIC's INTR reaches this vCPU (the BSP's LINT0 in ExtINT mode). */
+static bool extint_pending(struct vireo_vcpu *vcpu)
+{
+	return vcpu->index == 0 && vireo_pic_has_interrupt(vcpu->vm) &&
+	       vireo_lapic_accepts_pic(vcpu);
+}
+
+/* The guest can take an external interrupt right now. */
+static bool interrupt_allowed(struct vireo_vcpu *vcpu)
+{
+	return (vcpu->rflags & X86_EFLAGS_IF) &&
+	       !vcpu->vm->backend->get_interrupt_shadow(vcpu);
+}
+
+/*
+ * Something wakes a halted vCPU (or one that waits for SIPI): what a
+ * real CPU leaves HLT for, INIT, or a SIPI when it waits for one.
+ */
+static bool vcpu_has_events(struct vireo_vcpu *vcpu)
+{
+	if (vireo_lapic_init_pending(vcpu))
+		return true;
+	if (vcpu->mp_state == KVM_MP_STATE_UNINITIALIZED ||
+	    vcpu->mp_state == KVM_MP_STATE_INIT_RECEIVED)
+		return vireo_lapic_sipi_pending(vcpu);
+	if (atomic_read(&vcpu->nmi_queued) || vcpu->ev.nmi_pending ||
+	    vcpu->ev.inject.valid)
+		return true;
+	if (!(vcpu->rflags & X86_EFLAGS_IF))
+		return false;
+	return vireo_lapic_has_interrupt(vcpu) || extint_pending(vcpu);
+}
+
+/* Sleep until vcpu_has_events(); -EINTR for a signal. */
+static int vcpu_block(struct vireo_vcpu *vcpu)
+{
+	if (wait_event_interruptible(vcpu->wq, vcpu_has_events(vcpu)))
+		return -EINTR;
+	return 0;
+}
+
+/* Ready to enter the guest; else it sleeps until it is or a signal. */
+static bool vcpu_runnable(struct vireo_vcpu *vcpu)
+{
+	apic_accept_events(vcpu);
+	if (vcpu->mp_state == KVM_MP_STATE_HALTED && vcpu_has_events(vcpu))
+		vcpu->mp_state = KVM_MP_STATE_RUNNABLE;
+	return vcpu->mp_state == KVM_MP_STATE_RUNNABLE;
+}
+
+static long apic_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
+			    void __user *argp)
+{
+	struct kvm_lapic_state *ls;
+	struct kvm_mp_state mp;
+	long ret;
+
+	switch (ioctl) {
+	case KVM_GET_LAPIC:
+	case KVM_SET_LAPIC:
+		ls = kzalloc(sizeof(*ls), GFP_KERNEL_ACCOUNT);
+		if (!ls)
+			return -ENOMEM;
+		if (ioctl == KVM_GET_LAPIC) {
+			vireo_lapic_get_state(vcpu, ls);
+			ret = copy_to_user(argp, ls, sizeof(*ls)) ? -EFAULT : 0;
+		} else {
+			ret = copy_from_user(ls, argp, sizeof(*ls)) ? -EFAULT :
+			      vireo_lapic_set_state(vcpu, ls);
+		}
+		kfree(ls);
+		return ret;
+	case KVM_INTERRUPT:
+		/* the in-kernel PIC and APIC own the INTR line */
+		return -ENXIO;
+	case KVM_GET_MP_STATE:
+		apic_accept_events(vcpu);
+		memset(&mp, 0, sizeof(mp));
+		mp.mp_state = vcpu->mp_state;
+		return copy_to_user(argp, &mp, sizeof(mp)) ? -EFAULT : 0;
+	case KVM_SET_MP_STATE:
+		if (copy_from_user(&mp, argp, sizeof(mp)))
+			return -EFAULT;
+		switch (mp.mp_state) {
+		case KVM_MP_STATE_RUNNABLE:
+		case KVM_MP_STATE_UNINITIALIZED:
+		case KVM_MP_STATE_INIT_RECEIVED:
+		case KVM_MP_STATE_HALTED:
+			break;
+		case KVM_MP_STATE_SIPI_RECEIVED:
+			/* as KVM: back to waiting, the SIPI to come again */
+			mp.mp_state = KVM_MP_STATE_INIT_RECEIVED;
+			break;
+		default:
+			return -EINVAL;
+		}
+		vcpu->mp_state = mp.mp_state;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
 long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 			   unsigned long arg)
 {
@@ -273,7 +466,9 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 
 		memset(&sregs, 0, sizeof(sregs));
 		b->get_sregs(vcpu, &sregs);
-		sregs.apic_base = vcpu->msr.apic_base;
+		sregs.apic_base = vireo_lapic_get_base(vcpu);
+		if (vcpu->apic)
+			sregs.cr8 = vireo_lapic_get_tpr(vcpu) >> 4;
 		sregs_get_pending_irq(vcpu, &sregs);
 		return copy_to_user(argp, &sregs, sizeof(sregs)) ? -EFAULT : 0;
 	}
@@ -284,9 +479,16 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 			return -EFAULT;
 		if (!sregs_valid(&sregs) || !vireo_cr4_valid(vcpu, sregs.cr4))
 			return -EINVAL;
+		if (vcpu->apic &&
+		    vireo_lapic_get_base(vcpu) != sregs.apic_base &&
+		    vireo_lapic_set_base(vcpu, sregs.apic_base, true))
+			return -EINVAL;
 		ret = b->set_sregs(vcpu, &sregs);
 		if (!ret) {
-			vcpu->msr.apic_base = sregs.apic_base;
+			if (vcpu->apic)
+				vireo_lapic_set_tpr(vcpu, (sregs.cr8 & 0xf) << 4);
+			else
+				vcpu->msr.apic_base = sregs.apic_base;
 			sregs_set_pending_irq(vcpu, &sregs);
 			set_bit(VCPU_REQ_TLB_FLUSH, &vcpu->requests);
 		}
@@ -303,6 +505,16 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 		return vireo_set_cpuid2(vcpu, argp);
 	case KVM_GET_CPUID2:
 		return vireo_get_cpuid2(vcpu, argp);
+	case KVM_GET_LAPIC:
+	case KVM_SET_LAPIC:
+	case KVM_INTERRUPT:
+	case KVM_GET_MP_STATE:
+	case KVM_SET_MP_STATE:
+		if (vcpu->apic)
+			return apic_vcpu_ioctl(vcpu, ioctl, argp);
+		if (ioctl == KVM_GET_LAPIC || ioctl == KVM_SET_LAPIC)
+			return -EINVAL;
+		fallthrough;
 	default:
 		ret = vireo_state_ioctl(vcpu, ioctl, argp);
 		/* as KVM answers an unknown vCPU ioctl */
@@ -517,6 +729,18 @@ static void string_advance(struct vireo_vcpu *vcpu, int reg, u32 n)
 	*r = (*r & ~mask) | ((*r + delta) & mask);
 }
 
+/* A port the kernel serves: the PICs, the PIT, ioeventfds. */
+static bool pio_in_kernel(struct vireo_vcpu *vcpu, u16 port, void *data,
+			  int len, bool write)
+{
+	struct vireo_vm *vm = vcpu->vm;
+
+	if (vcpu->apic && (vireo_pic_pio(vm, port, data, len, write) ||
+			   vireo_pit_pio(vm, port, data, len, write)))
+		return true;
+	return write && vireo_ioeventfd_write(vm, false, port, len, data);
+}
+
 static int handle_io(struct vireo_vcpu *vcpu, const struct vireo_exit *exit)
 {
 	struct kvm_run *run = vcpu->run;
@@ -550,7 +774,19 @@ static int handle_io(struct vireo_vcpu *vcpu, const struct vireo_exit *exit)
 			       exit->io.size);
 			vcpu->pending = VCPU_PENDING_PIO_OUT;
 		}
-		return 0;
+		if (!pio_in_kernel(vcpu, exit->io.port, vcpu->pio_data,
+				   exit->io.size, !exit->io.in))
+			return 0;
+		/* done here: finish the instruction as userspace would have */
+		if (exit->io.in) {
+			u64 val = 0;
+
+			memcpy(&val, vcpu->pio_data, exit->io.size);
+			write_reg(vcpu, VCPU_RAX, false, exit->io.size, val);
+		}
+		vcpu->rip += len;
+		vcpu->pending = VCPU_PENDING_NONE;
+		return 1;
 	}
 
 	/* INS/OUTS: the decoder says the segment and the address size */
@@ -667,6 +903,30 @@ static int complete_pio(struct vireo_vcpu *vcpu)
 
 /* ---- MMIO ---- */
 
+static void complete_mmio(struct vireo_vcpu *vcpu)
+{
+	u64 val = 0;
+
+	if (vcpu->pending == VCPU_PENDING_MMIO_READ) {
+		memcpy(&val, vcpu->run->mmio.data, vcpu->pend.size);
+		if (vcpu->pend.sign_extend)
+			val = (u64)sign_extend64(val, vcpu->pend.size * 8 - 1);
+		write_reg(vcpu, vcpu->pend.reg, vcpu->pend.high_byte,
+			  vcpu->pend.dst_size, val);
+	}
+	vcpu->rip += vcpu->pend.insn_len;
+}
+
+/* An access the kernel serves: the local APIC, the IOAPIC, ioeventfds. */
+static bool mmio_in_kernel(struct vireo_vcpu *vcpu, u64 gpa, void *data,
+			   int len, bool write)
+{
+	if (vcpu->apic && (vireo_lapic_mmio(vcpu, gpa, data, len, write) ||
+			   vireo_ioapic_mmio(vcpu->vm, gpa, data, len, write)))
+		return true;
+	return write && vireo_ioeventfd_write(vcpu->vm, true, gpa, len, data);
+}
+
 static int handle_mmio(struct vireo_vcpu *vcpu, u64 gpa)
 {
 	struct kvm_run *run = vcpu->run;
@@ -697,7 +957,7 @@ static int handle_mmio(struct vireo_vcpu *vcpu, u64 gpa)
 		memcpy(run->mmio.data, &val, insn.mem_size);
 		run->mmio.is_write = 1;
 		vcpu->pending = VCPU_PENDING_MMIO_WRITE;
-		return 0;
+		break;
 	case VIREO_OP_LOAD:
 	case VIREO_OP_LOAD_ZX:
 	case VIREO_OP_LOAD_SX:
@@ -708,24 +968,17 @@ static int handle_mmio(struct vireo_vcpu *vcpu, u64 gpa)
 		vcpu->pend.dst_size = insn.op == VIREO_OP_LOAD ?
 				      insn.mem_size : insn.op_size;
 		vcpu->pending = VCPU_PENDING_MMIO_READ;
-		return 0;
+		break;
 	default:
 		return emulation_failed(vcpu);
 	}
-}
-
-static void complete_mmio(struct vireo_vcpu *vcpu)
-{
-	u64 val = 0;
-
-	if (vcpu->pending == VCPU_PENDING_MMIO_READ) {
-		memcpy(&val, vcpu->run->mmio.data, vcpu->pend.size);
-		if (vcpu->pend.sign_extend)
-			val = (u64)sign_extend64(val, vcpu->pend.size * 8 - 1);
-		write_reg(vcpu, vcpu->pend.reg, vcpu->pend.high_byte,
-			  vcpu->pend.dst_size, val);
-	}
-	vcpu->rip += vcpu->pend.insn_len;
+	if (!mmio_in_kernel(vcpu, gpa, run->mmio.data, insn.mem_size,
+			    run->mmio.is_write))
+		return 0;
+	/* done here: finish the instruction as userspace would have */
+	complete_mmio(vcpu);
+	vcpu->pending = VCPU_PENDING_NONE;
+	return 1;
 }
 
 /*
@@ -884,11 +1137,18 @@ static int handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		return handle_io(vcpu, exit);
 	case VIREO_EXIT_TDP_FAULT:
 		ret = vireo_tdp_map(vcpu->vm, exit->tdp.gpa, exit->tdp.write);
-		if (ret == -ENOENT)
+		if (ret == -ENOENT) {
+			exit->tdp.mmio = 1;
 			return handle_mmio(vcpu, exit->tdp.gpa);
+		}
 		return ret ? ret : 1;
 	case VIREO_EXIT_HLT:
 		vcpu->rip += insn_len_or(exit, 1);
+		/* with the in-kernel APIC the run loop sleeps instead */
+		if (vcpu->apic) {
+			vcpu->mp_state = KVM_MP_STATE_HALTED;
+			return 1;
+		}
 		run->exit_reason = KVM_EXIT_HLT;
 		return 0;
 	case VIREO_EXIT_CPUID:
@@ -927,6 +1187,11 @@ static int handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 			exit->fail_reason;
 		run->fail_entry.cpu = vcpu->last_cpu;
 		return 0;
+	case VIREO_EXIT_BACKEND:
+		vcpu->vm->backend->handle_exit(vcpu, exit);
+		if (exit->reason == VIREO_EXIT_BACKEND)
+			return 1;
+		fallthrough;
 	case VIREO_EXIT_UNHANDLED:
 	default:
 		return exit_internal_error(vcpu,
@@ -935,11 +1200,18 @@ static int handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	}
 }
 
-/* The guest can take an external interrupt right now. */
-static bool interrupt_allowed(struct vireo_vcpu *vcpu)
+/*
+ * The guest is past the instruction an exit stopped at (done for it
+ * here or in userspace): an STI or MOV SS shadow that covered that
+ * instruction is over, or the shadow of "STI; HLT" would hold back the
+ * interrupt that ends the HLT.
+ */
+static void end_shadow(struct vireo_vcpu *vcpu)
 {
-	return (vcpu->rflags & X86_EFLAGS_IF) &&
-	       !vcpu->vm->backend->get_interrupt_shadow(vcpu);
+	const struct vireo_backend *b = vcpu->vm->backend;
+
+	if (b->get_interrupt_shadow(vcpu))
+		b->set_interrupt_shadow(vcpu, 0);
 }
 
 /* KVM's test for ready_for_interrupt_injection and IRQ_WINDOW_OPEN */
@@ -947,6 +1219,36 @@ static bool ready_for_interrupt(struct vireo_vcpu *vcpu)
 {
 	return interrupt_allowed(vcpu) && !vcpu->ev.irq_queued &&
 	       !vcpu->ev.inject.valid;
+}
+
+/*
+ * With the in-kernel irqchip (interrupts off): the APIC's highest
+ * deliverable vector, else the PIC's through ExtINT, goes in if the
+ * guest can take it now; what waits asks for a window (or, held back by
+ * the TPR alone, for the guest's CR8 writes).
+ */
+static void prepare_apic_interrupt(struct vireo_vcpu *vcpu)
+{
+	struct vireo_event *inj = &vcpu->ev.inject;
+	int vector = -1;
+
+	if (!inj->valid && interrupt_allowed(vcpu)) {
+		vector = vireo_lapic_pending_vector(vcpu);
+		if (vector >= 0)
+			vireo_lapic_ack(vcpu, vector);
+		else if (extint_pending(vcpu))
+			vector = vireo_pic_ack(vcpu->vm);
+	}
+	if (vector >= 0) {
+		memset(inj, 0, sizeof(*inj));
+		inj->valid = true;
+		inj->type = VIREO_EV_INTR;
+		inj->vector = vector;
+	}
+	vcpu->ev.irq_window = vireo_lapic_has_interrupt(vcpu) ||
+			      extint_pending(vcpu);
+	vcpu->ev.tpr_window = vcpu->ev.irq_window ? 0 :
+			      vireo_lapic_tpr_window(vcpu);
 }
 
 /*
@@ -959,6 +1261,8 @@ static void prepare_events(struct vireo_vcpu *vcpu)
 	const struct vireo_backend *b = vcpu->vm->backend;
 	struct vireo_event *inj = &vcpu->ev.inject;
 
+	if (vcpu->apic && atomic_xchg(&vcpu->nmi_queued, 0))
+		vcpu->ev.nmi_pending = true;
 	if (!inj->valid && vcpu->ev.nmi_pending && b->nmi_allowed(vcpu)) {
 		memset(inj, 0, sizeof(*inj));
 		inj->valid = true;
@@ -974,6 +1278,10 @@ static void prepare_events(struct vireo_vcpu *vcpu)
 		vcpu->ev.irq_queued = false;
 	}
 	vcpu->ev.nmi_window = vcpu->ev.nmi_pending;
+	if (vcpu->apic) {
+		prepare_apic_interrupt(vcpu);
+		return;
+	}
 	vcpu->ev.irq_window = vcpu->ev.irq_queued ||
 			      (READ_ONCE(vcpu->run->request_interrupt_window) &&
 			       !ready_for_interrupt(vcpu));
@@ -1081,11 +1389,17 @@ static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		b->flush_tlb(vcpu);
 	vcpu->last_cpu = cpu;
 
+	if (vcpu->apic)
+		b->set_cr8(vcpu, vireo_lapic_get_tpr(vcpu) >> 4);
 	prepare_events(vcpu);
 	load_debug(vcpu);
 	load_guest_msrs(vcpu, host_xcr0);
 
 	b->vcpu_run(vcpu, exit);
+
+	/* the guest's CR8 writes are its APIC's TPR */
+	if (vcpu->apic && b->get_cr8(vcpu) != vireo_lapic_get_tpr(vcpu) >> 4)
+		vireo_lapic_set_tpr(vcpu, b->get_cr8(vcpu) << 4);
 
 	load_host_msrs(vcpu, host_xcr0);
 	save_debug(vcpu);
@@ -1102,7 +1416,7 @@ static void post_run(struct vireo_vcpu *vcpu)
 
 	run->if_flag = !!(vcpu->rflags & X86_EFLAGS_IF);
 	run->cr8 = vcpu->vm->backend->get_cr8(vcpu);
-	run->apic_base = vcpu->msr.apic_base;
+	run->apic_base = vireo_lapic_get_base(vcpu);
 	run->ready_for_interrupt_injection = ready_for_interrupt(vcpu);
 	run->flags = 0;
 }
@@ -1111,12 +1425,15 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 	struct vireo_exit *exit = &vcpu->exit;
-	u64 last_fault = ~0ULL;
+	u64 last_fault = ~0ULL, rip = vcpu->rip;
 	int repeats = 0;
 	int ret;
 
 	/* an exit that could not be finished goes back to userspace */
-	if (complete_pending(vcpu))
+	ret = complete_pending(vcpu);
+	if (vcpu->rip != rip)
+		end_shadow(vcpu);
+	if (ret)
 		return 0;
 	vcpu->has_run = true;
 	/* as KVM: a VM with no memory at all cannot run */
@@ -1128,6 +1445,16 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 	}
 
 	fpu_swap_kvm_fpstate(&vcpu->guest_fpu, true);
+	/* as KVM: an AP never started sleeps once, then says try again */
+	if (vcpu->apic && vcpu->mp_state == KVM_MP_STATE_UNINITIALIZED) {
+		ret = vcpu_block(vcpu);
+		apic_accept_events(vcpu);
+		if (ret)
+			run->exit_reason = KVM_EXIT_INTR;
+		else
+			ret = -EAGAIN;
+		goto out;
+	}
 	for (;;) {
 		if (signal_pending(current)) {
 			run->exit_reason = KVM_EXIT_INTR;
@@ -1135,6 +1462,14 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 			break;
 		}
 		cond_resched();
+		if (vcpu->apic && !vcpu_runnable(vcpu)) {
+			ret = vcpu_block(vcpu);
+			if (ret) {
+				run->exit_reason = KVM_EXIT_INTR;
+				break;
+			}
+			continue;
+		}
 		vireo_kvmclock_update(vcpu);
 		if (vcpu->vm->backend->pre_entry) {
 			ret = vcpu->vm->backend->pre_entry(vcpu);
@@ -1145,7 +1480,15 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 		if (!enter_guest(vcpu, exit))
 			continue;
 
-		if (exit->reason == VIREO_EXIT_TDP_FAULT) {
+		trace_vireo_exit(vcpu->id, exit->reason, vcpu->rip,
+				 exit->reason == VIREO_EXIT_TDP_FAULT ?
+				 exit->tdp.gpa : exit->raw[0]);
+		rip = vcpu->rip;
+		ret = handle_exit(vcpu, exit);
+		if (vcpu->rip != rip)
+			end_shadow(vcpu);
+
+		if (exit->reason == VIREO_EXIT_TDP_FAULT && !exit->tdp.mmio) {
 			/* a fault we keep "fixing" means our tables are wrong */
 			if (exit->tdp.gpa >> PAGE_SHIFT == last_fault &&
 			    ++repeats > MAX_REPEATED_FAULTS) {
@@ -1158,20 +1501,16 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 		} else {
 			last_fault = ~0ULL;
 		}
-
-		trace_vireo_exit(vcpu->id, exit->reason, vcpu->rip,
-				 exit->reason == VIREO_EXIT_TDP_FAULT ?
-				 exit->tdp.gpa : exit->raw[0]);
-		ret = handle_exit(vcpu, exit);
 		if (ret <= 0)
 			break;
-		if (READ_ONCE(run->request_interrupt_window) &&
+		if (!vcpu->apic && READ_ONCE(run->request_interrupt_window) &&
 		    ready_for_interrupt(vcpu)) {
 			run->exit_reason = KVM_EXIT_IRQ_WINDOW_OPEN;
 			ret = 0;
 			break;
 		}
 	}
+out:
 	fpu_swap_kvm_fpstate(&vcpu->guest_fpu, false);
 	post_run(vcpu);
 	trace_vireo_userspace(vcpu->id, run->exit_reason, ret);

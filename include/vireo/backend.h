@@ -44,6 +44,7 @@ enum vireo_exit_reason {
 	VIREO_EXIT_DR_ACCESS,	/* MOV DR: hand the debug registers over */
 	VIREO_EXIT_EXCEPTION,	/* an intercepted exception: exit.exc */
 	VIREO_EXIT_FAIL_ENTRY,	/* entry refused: exit.fail_reason */
+	VIREO_EXIT_BACKEND,	/* the backend's handle_exit() finishes it */
 	VIREO_EXIT_UNHANDLED,	/* anything else: exit.raw */
 };
 
@@ -78,6 +79,7 @@ struct vireo_exit {
 			u8 fetch;	/* an instruction fetch */
 			/* the translation existed but forbade the access */
 			u8 present;
+			u8 mmio;	/* the core: no memslot there */
 		} tdp;
 		struct {
 			u8 vector;
@@ -155,6 +157,12 @@ struct vireo_backend {
 	 * instruction: the core does that (vcpu->rip += len).
 	 */
 	void (*vcpu_run)(struct vireo_vcpu *vcpu, struct vireo_exit *exit);
+	/*
+	 * Finish a VIREO_EXIT_BACKEND exit: interrupts on, the vCPU loaded,
+	 * so it may read guest memory (and sleep).  Sets exit->reason to
+	 * VIREO_EXIT_UNHANDLED (exit->raw telling) when it cannot.
+	 */
+	void (*handle_exit)(struct vireo_vcpu *vcpu, struct vireo_exit *exit);
 
 	/* KVM_GET/SET_SREGS: segments, CRs, EFER, APIC base, tables. */
 	void (*get_sregs)(struct vireo_vcpu *vcpu, struct kvm_sregs *sregs);
@@ -185,8 +193,13 @@ struct vireo_backend {
 	 * vcpu->ev.irq_window is set, and an NMI window likewise.
 	 */
 	u32 (*get_interrupt_shadow)(struct vireo_vcpu *vcpu);
-	/* The guest's TPR as CR8 (kvm_run.cr8 after every exit). */
+	/*
+	 * The guest's TPR as CR8 (kvm_run.cr8 after every exit).  With the
+	 * in-kernel APIC the core sets it before each entry (interrupts
+	 * off) and takes back what the guest wrote after the exit.
+	 */
 	u64 (*get_cr8)(struct vireo_vcpu *vcpu);
+	void (*set_cr8)(struct vireo_vcpu *vcpu, u64 cr8);
 	void (*set_interrupt_shadow)(struct vireo_vcpu *vcpu, u32 shadow);
 	bool (*get_nmi_mask)(struct vireo_vcpu *vcpu);
 	void (*set_nmi_mask)(struct vireo_vcpu *vcpu, bool masked);

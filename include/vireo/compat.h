@@ -6,7 +6,9 @@
 #ifndef _VIREO_COMPAT_H
 #define _VIREO_COMPAT_H
 
+#include <linux/eventfd.h>
 #include <linux/mm.h>
+#include <linux/smp.h>
 #include <linux/syscore_ops.h>
 
 /*
@@ -75,6 +77,34 @@ static inline void vireo_unregister_syscore(struct vireo_syscore *s)
 #define vireo_run_immediate_exit(run)	READ_ONCE((run)->immediate_exit__unsafe)
 #else
 #define vireo_run_immediate_exit(run)	READ_ONCE((run)->immediate_exit)
+#endif
+
+/*
+ * eventfd_signal() lost its count argument in 6.8 (it always adds 1
+ * now).  Kbuild defines VIREO_EVENTFD_SIGNAL_ONE when it has.
+ */
+#ifdef VIREO_EVENTFD_SIGNAL_ONE
+static inline void vireo_eventfd_signal(struct eventfd_ctx *ctx)
+{
+	eventfd_signal(ctx);
+}
+#else
+static inline void vireo_eventfd_signal(struct eventfd_ctx *ctx)
+{
+	eventfd_signal(ctx, 1);
+}
+#endif
+
+/*
+ * A reschedule IPI forces a CPU out of a guest.  6.6 made
+ * smp_send_reschedule() a macro that traces through a tracepoint of the
+ * core kernel; the x86 function under it is arch_smp_send_reschedule().
+ * Kbuild defines VIREO_ARCH_SEND_RESCHEDULE when the headers have it.
+ */
+#ifdef VIREO_ARCH_SEND_RESCHEDULE
+#define vireo_send_reschedule(cpu)	arch_smp_send_reschedule(cpu)
+#else
+#define vireo_send_reschedule(cpu)	smp_send_reschedule(cpu)
 #endif
 
 #endif /* _VIREO_COMPAT_H */

@@ -12,6 +12,7 @@
 #include <linux/preempt.h>
 #include <linux/refcount.h>
 #include <linux/types.h>
+#include <linux/wait.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/types.h>
 
@@ -41,6 +42,10 @@ struct vireo_tdp {
 	/* pinned guest pages currently mapped */
 	unsigned long nr_mapped;
 };
+
+struct vireo_irqchip;
+struct vireo_eventfds;
+struct vireo_lapic;
 
 struct vireo_vm {
 	const struct vireo_backend *backend;
@@ -74,7 +79,22 @@ struct vireo_vm {
 	u64 kvmclock_tsc;
 	u64 kvmclock_ns;
 	u64 tsc_offset;		/* of new vCPUs: guest TSCs start at 0 */
+
+	/*
+	 * The in-kernel irqchip (include/vireo/irq.h): NULL until
+	 * KVM_CREATE_IRQCHIP, then set once (smp_store_release).
+	 */
+	struct vireo_irqchip *irqchip;
+	/* irqfds and ioeventfds (virt/eventfd.c) */
+	struct vireo_eventfds *eventfds;
 };
+
+/* The VM has the in-kernel irqchip (KVM_CREATE_IRQCHIP done). */
+static inline bool vireo_irqchip_in_kernel(struct vireo_vm *vm)
+{
+	/* pairs with the release that publishes it in KVM_CREATE_IRQCHIP */
+	return !!smp_load_acquire(&vm->irqchip);
+}
 
 /* vcpu->mode */
 enum {
@@ -192,6 +212,12 @@ struct vireo_vcpu {
 		bool nmi_pending;		/* KVM_NMI */
 		bool irq_window;		/* ask for an interrupt window */
 		bool nmi_window;
+		/*
+		 * An APIC interrupt of this priority class waits only for
+		 * the guest to lower its TPR (CR8) below it: a backend
+		 * whose CR8 writes do not exit must make them (0: none).
+		 */
+		u8 tpr_window;
 	} ev;
 
 	/*
@@ -209,6 +235,13 @@ struct vireo_vcpu {
 		u64 eff_dr7;
 		bool intercept_db, intercept_bp;
 	} dbg;
+
+	/* The in-kernel local APIC (arch/x86/lapic.c), with the irqchip */
+	struct vireo_lapic *apic;
+	/* HLT and wait-for-SIPI sleep here; vireo_vcpu_kick() wakes */
+	wait_queue_head_t wq;
+	/* NMIs delivered by the APICs, not yet taken by the run loop */
+	atomic_t nmi_queued;
 
 	/* KVM_SET_CPUID2's table (arch/x86/cpuid.c) */
 	struct kvm_cpuid_entry2 *cpuid;

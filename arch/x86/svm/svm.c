@@ -446,24 +446,36 @@ static u32 next_rip_len(struct svm_vcpu *svm)
 }
 
 /*
+ * The source register and length of an intercepted MOV to CR@cr: decode
+ * assists name the register; without them the instruction is read from
+ * guest memory.
+ */
+static bool svm_mov_to_cr(struct svm_vcpu *svm, int cr, struct vireo_mov_cr *m)
+{
+	u64 info1 = svm->vmcb->control.exit_info_1;
+
+	if ((svm_features & SVM_FEAT_DECODE_ASSISTS) && (info1 & BIT_ULL(63)) &&
+	    next_rip_len(svm)) {
+		m->gpr = info1 & 15;
+		m->len = next_rip_len(svm);
+		return true;
+	}
+	return !vireo_decode_mov_cr(&svm->vcpu, m) && m->to_cr && m->cr == cr;
+}
+
+/*
  * The guest's MOV to CR4: the bits its CPUID withholds are reserved
- * (vireo_cr4_valid()).  Decode assists name the register; without them
- * the instruction is read from guest memory.
+ * (vireo_cr4_valid()).
  */
 static void svm_write_cr4(struct svm_vcpu *svm, struct vireo_exit *exit)
 {
 	struct vireo_vcpu *vcpu = &svm->vcpu;
 	struct vmcb_save *save = &svm->vmcb->save;
-	u64 info1 = svm->vmcb->control.exit_info_1;
 	bool lma = save->efer & EFER_LMA;
 	struct vireo_mov_cr m;
 	u64 val;
 
-	if ((svm_features & SVM_FEAT_DECODE_ASSISTS) && (info1 & BIT_ULL(63)) &&
-	    next_rip_len(svm)) {
-		m.gpr = info1 & 15;
-		m.len = next_rip_len(svm);
-	} else if (vireo_decode_mov_cr(vcpu, &m) || !m.to_cr || m.cr != 4) {
+	if (!svm_mov_to_cr(svm, 4, &m)) {
 		exit->reason = VIREO_EXIT_UNHANDLED;
 		return;
 	}
@@ -481,6 +493,30 @@ static void svm_write_cr4(struct svm_vcpu *svm, struct vireo_exit *exit)
 				 X86_CR4_PCIDE | X86_CR4_SMEP | X86_CR4_SMAP))
 		svm->new_asid = true;
 	save->cr4 = val;
+	vcpu->rip += m.len;
+}
+
+/*
+ * MOV to CR8, intercepted only while an APIC interrupt waits for the
+ * TPR to drop (ev.tpr_window): the new TPR goes to V_TPR.
+ */
+static void svm_write_cr8(struct svm_vcpu *svm, struct vireo_exit *exit)
+{
+	struct vireo_vcpu *vcpu = &svm->vcpu;
+	struct vireo_mov_cr m;
+	u64 val;
+
+	if (!svm_mov_to_cr(svm, 8, &m)) {
+		exit->reason = VIREO_EXIT_UNHANDLED;
+		return;
+	}
+	val = vcpu->regs[m.gpr];
+	if (val & ~(u64)V_TPR_MASK) {
+		vireo_queue_exception(vcpu, GP_VECTOR, true, 0);
+		return;
+	}
+	svm->vmcb->control.int_ctl =
+		(svm->vmcb->control.int_ctl & ~(u64)V_TPR_MASK) | val;
 	vcpu->rip += m.len;
 }
 
@@ -600,6 +636,14 @@ static u64 svm_get_cr8(struct vireo_vcpu *vcpu)
 	return to_svm(vcpu)->vmcb->control.int_ctl & V_TPR_MASK;
 }
 
+/* V_TPR: the guest's CR8 writes land there without an exit */
+static void svm_set_cr8(struct vireo_vcpu *vcpu, u64 cr8)
+{
+	struct vmcb_control *c = &to_svm(vcpu)->vmcb->control;
+
+	c->int_ctl = (c->int_ctl & ~(u64)V_TPR_MASK) | (cr8 & V_TPR_MASK);
+}
+
 static u32 svm_get_interrupt_shadow(struct vireo_vcpu *vcpu)
 {
 	if (to_svm(vcpu)->vmcb->control.int_state & INT_STATE_SHADOW)
@@ -684,6 +728,11 @@ static void svm_load_events(struct svm_vcpu *svm)
 				     (0xfULL << V_INTR_PRIO_SHIFT));
 		c->intercept_misc1 &= ~INTERCEPT_VINTR;
 	}
+	/* guest CR8 writes do not exit; while the TPR holds one back, they must */
+	if (vcpu->ev.tpr_window)
+		c->intercept_cr |= INTERCEPT_CR8_WRITE;
+	else
+		c->intercept_cr &= ~INTERCEPT_CR8_WRITE;
 }
 
 /*
@@ -824,7 +873,11 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		svm_set_nmi_mask(vcpu, false);
 		break;
 	case SVM_EXIT_WRITE_CR4:
-		svm_write_cr4(svm, exit);
+	case SVM_EXIT_WRITE_CR8:
+		/* decoding may read guest memory: svm_handle_exit(), later */
+		exit->reason = VIREO_EXIT_BACKEND;
+		exit->raw[0] = code;
+		exit->raw[1] = info1;
 		break;
 	case SVM_EXIT_READ_DR0 ... SVM_EXIT_WRITE_DR15:
 		exit->reason = VIREO_EXIT_DR_ACCESS;
@@ -886,6 +939,19 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	}
 }
 
+/* The exits svm_vcpu_run() left for later (interrupts on): MOV to CR. */
+static void svm_handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
+{
+	struct svm_vcpu *svm = to_svm(vcpu);
+
+	if (exit->raw[0] == SVM_EXIT_WRITE_CR4)
+		svm_write_cr4(svm, exit);
+	else if (exit->raw[0] == SVM_EXIT_WRITE_CR8)
+		svm_write_cr8(svm, exit);
+	else
+		exit->reason = VIREO_EXIT_UNHANDLED;
+}
+
 static const struct vireo_backend svm_backend = {
 	.name = "svm",
 	.id = VIREO_BACKEND_SVM,
@@ -902,12 +968,14 @@ static const struct vireo_backend svm_backend = {
 	.vcpu_load = svm_vcpu_load,
 	.vcpu_put = svm_vcpu_put,
 	.vcpu_run = svm_vcpu_run,
+	.handle_exit = svm_handle_exit,
 	.get_sregs = svm_get_sregs,
 	.set_sregs = svm_set_sregs,
 	.get_msr = svm_get_msr,
 	.set_msr = svm_set_msr,
 	.get_interrupt_shadow = svm_get_interrupt_shadow,
 	.get_cr8 = svm_get_cr8,
+	.set_cr8 = svm_set_cr8,
 	.set_interrupt_shadow = svm_set_interrupt_shadow,
 	.get_nmi_mask = svm_get_nmi_mask,
 	.set_nmi_mask = svm_set_nmi_mask,

@@ -1121,6 +1121,12 @@ static u64 vmx_get_cr8(struct vireo_vcpu *vcpu)
 	return to_vmx(vcpu)->cr8;
 }
 
+/* CR8 accesses exit (CR8-load/store exiting): vmx->cr8 is the TPR */
+static void vmx_set_cr8(struct vireo_vcpu *vcpu, u64 cr8)
+{
+	to_vmx(vcpu)->cr8 = cr8 & 0xf;
+}
+
 static u32 vmx_get_interrupt_shadow(struct vireo_vcpu *vcpu)
 {
 	u32 v = vmcs_read(GUEST_INTERRUPTIBILITY);
@@ -1487,6 +1493,7 @@ static const struct vireo_backend vmx_backend = {
 	.set_msr = vmx_set_msr,
 	.get_interrupt_shadow = vmx_get_interrupt_shadow,
 	.get_cr8 = vmx_get_cr8,
+	.set_cr8 = vmx_set_cr8,
 	.set_interrupt_shadow = vmx_set_interrupt_shadow,
 	.get_nmi_mask = vmx_get_nmi_mask,
 	.set_nmi_mask = vmx_set_nmi_mask,
