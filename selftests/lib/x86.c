@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <cpuid.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tap.h"
 #include "x86.h"
@@ -236,4 +240,332 @@ bool x86_host_has_avx(void)
 		return false;
 	asm volatile("xgetbv" : "=a" (lo), "=d" (hi) : "c" (0));
 	return (lo & 6) == 6;
+}
+
+/* ---- VMs built in steps, several vCPUs ---- */
+
+#define MP_STACK	(64 * 1024)
+
+struct mp_cpu {
+	uint8_t stack[MP_STACK];
+	uint8_t ist1[IST_SIZE];
+	uint8_t ist2[IST_SIZE];
+	struct x86_tss tss __attribute__((aligned(128)));
+};
+
+static struct mp_cpu mp_cpus[X86_MAX_VCPUS] __attribute__((aligned(4096)));
+static uint64_t mp_gdt[3 + 2 * X86_MAX_VCPUS] __attribute__((aligned(16)));
+static uint64_t mp_pml4[512] __attribute__((aligned(4096)));
+static uint64_t mp_pdpt[512] __attribute__((aligned(4096)));
+static uint64_t mp_pd[4][512] __attribute__((aligned(4096)));
+
+/* LGDT/LIDT operand */
+struct x86_dtr {
+	uint16_t limit;
+	uint64_t base;
+} __attribute__((packed));
+
+static void build_mp_tables(void)
+{
+	uint64_t base, limit = sizeof(struct x86_tss) - 1;
+	int i, j;
+
+	mp_gdt[0] = 0;
+	mp_gdt[1] = 0x00af9a000000ffffULL;	/* 0x08: 64-bit code */
+	mp_gdt[2] = 0x00cf92000000ffffULL;	/* 0x10: data */
+	for (i = 0; i < X86_MAX_VCPUS; i++) {
+		struct mp_cpu *c = &mp_cpus[i];
+
+		memset(&c->tss, 0, sizeof(c->tss));
+		c->tss.ist[0] = (uintptr_t)c->ist1 + IST_SIZE;
+		c->tss.ist[1] = (uintptr_t)c->ist2 + IST_SIZE;
+		c->tss.iomap_base = sizeof(c->tss);
+		/* available 64-bit TSS: an AP's LTR marks it busy */
+		base = (uintptr_t)&c->tss;
+		mp_gdt[3 + 2 * i] = (limit & 0xffff) | (base & 0xffffff) << 16 |
+				    0x9ULL << 40 | 1ULL << 47 |
+				    ((limit >> 16) & 0xf) << 48 |
+				    ((base >> 24) & 0xff) << 56;
+		mp_gdt[4 + 2 * i] = base >> 32;
+	}
+
+	memset(mp_pml4, 0, sizeof(mp_pml4));
+	mp_pml4[0] = (uintptr_t)mp_pdpt | 3;
+	for (i = 0; i < 4; i++) {
+		mp_pdpt[i] = (uintptr_t)mp_pd[i] | 3;
+		for (j = 0; j < 512; j++)
+			mp_pd[i][j] = ((uint64_t)i << 30) |
+				      ((uint64_t)j << 21) | 0x83;
+	}
+}
+
+bool x86_vm_create(struct vm *vm, const char *dev)
+{
+	uintptr_t start = (uintptr_t)__executable_start & ~4095UL;
+	uintptr_t end = ((uintptr_t)_end + 4095) & ~4095UL;
+
+	if (end > (1ULL << 32)) {
+		tap_diag("the image is above 4 GiB");
+		return false;
+	}
+	/* as guest_vm_create(): the guest writes to its image */
+	if (mprotect((void *)start, end - start,
+		     PROT_READ | PROT_WRITE | PROT_EXEC)) {
+		tap_diag("mprotect of the image failed");
+		return false;
+	}
+	build_tables();
+	build_mp_tables();
+	x86_log_reset();
+	memset((void *)x86_handlers, 0, sizeof(x86_handlers));
+	if (!vm_create(vm, dev))
+		return false;
+	if (!x86_vm_map_image(vm)) {
+		tap_diag("KVM_SET_USER_MEMORY_REGION of the image: %s",
+			 strerror(errno));
+		vm_destroy(vm);
+		return false;
+	}
+	return true;
+}
+
+bool x86_vcpu_add(struct vm *vm, struct vcpu *vcpu, int id,
+		  void (*fn)(uint64_t), uint64_t arg)
+{
+	struct kvm_segment cs = {
+		.limit = 0xffffffff, .selector = 0x8, .type = 0xb,
+		.present = 1, .s = 1, .l = 1, .g = 1,
+	};
+	struct kvm_segment ds = {
+		.limit = 0xffffffff, .selector = 0x10, .type = 0x3,
+		.present = 1, .s = 1, .db = 1, .g = 1,
+	};
+	struct kvm_sregs s;
+	struct kvm_regs regs;
+
+	if (id < 0 || id >= X86_MAX_VCPUS)
+		return false;
+	if (!vcpu_create(vm, vcpu, id)) {
+		tap_diag("KVM_CREATE_VCPU %d: %s", id, strerror(errno));
+		return false;
+	}
+	if (!vcpu_set_supported_cpuid(vm, vcpu)) {
+		tap_diag("KVM_SET_CPUID2 on vCPU %d: %s", id, strerror(errno));
+		goto fail;
+	}
+	if (!fn)
+		return true;
+	if (ioctl(vcpu->fd, KVM_GET_SREGS, &s))
+		goto fail;
+	s.cs = cs;
+	s.ds = ds;
+	s.es = ds;
+	s.fs = ds;
+	s.gs = ds;
+	s.ss = ds;
+	s.gdt.base = (uintptr_t)mp_gdt;
+	s.gdt.limit = sizeof(mp_gdt) - 1;
+	s.idt.base = (uintptr_t)idt;
+	s.idt.limit = sizeof(idt) - 1;
+	s.tr = (struct kvm_segment) {
+		.base = (uintptr_t)&mp_cpus[id].tss,
+		.limit = sizeof(struct x86_tss) - 1,
+		.selector = X86_TSS_SEL(id), .type = 0xb, .present = 1,
+	};
+	s.cr0 = 0x80050033;	/* PG, WP, NE, ET, MP, PE */
+	s.cr3 = (uintptr_t)mp_pml4;
+	s.cr4 = 0x20;		/* PAE */
+	s.efer = 0x500;		/* LME, LMA */
+	if (ioctl(vcpu->fd, KVM_SET_SREGS, &s)) {
+		tap_diag("KVM_SET_SREGS on vCPU %d: %s", id, strerror(errno));
+		goto fail;
+	}
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = (uintptr_t)fn;
+	regs.rdi = arg;
+	/* as after a CALL: 16-byte aligned minus the return address */
+	regs.rsp = (uintptr_t)mp_cpus[id].stack + MP_STACK - 8;
+	regs.rflags = 2;
+	if (!ioctl(vcpu->fd, KVM_SET_REGS, &regs))
+		return true;
+fail:
+	vcpu_destroy(vm, vcpu);
+	return false;
+}
+
+GUEST_CODE void x86_guest_load_tables(uint32_t id)
+{
+	struct x86_dtr gdtr = {
+		.limit = sizeof(mp_gdt) - 1, .base = (uintptr_t)mp_gdt,
+	};
+	struct x86_dtr idtr = {
+		.limit = sizeof(idt) - 1, .base = (uintptr_t)idt,
+	};
+
+	asm volatile("lgdt %0" : : "m" (gdtr));
+	asm volatile("lidt %0" : : "m" (idtr));
+	asm volatile("ltr %w0" : : "r" ((uint16_t)X86_TSS_SEL(id)));
+}
+
+/* ---- vCPU threads ---- */
+
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+}
+
+static void *runner_thread(void *arg)
+{
+	struct x86_runner *r = arg;
+	struct kvm_run *run = r->vcpu->run;
+	uint32_t ptr;
+
+	while (!r->stop) {
+		r->runs++;
+		r->ret = vcpu_run(r->vcpu);
+		r->exit_reason = run->exit_reason;
+		if (r->ret) {
+			r->err = errno;
+			if (r->err == EINTR)
+				r->eintr++;
+			else if (r->err == EAGAIN)
+				r->eagain++;
+			else
+				break;
+			if (r->stop_on_intr)
+				break;
+			continue;
+		}
+		r->err = 0;
+		if (run->exit_reason == KVM_EXIT_HLT)
+			r->hlt_exits++;
+		if (run->exit_reason != KVM_EXIT_IO ||
+		    run->io.port != UCALL_PORT || run->io.size != 4 ||
+		    run->io.direction != KVM_EXIT_IO_OUT)
+			break;
+		memcpy(&ptr, (uint8_t *)run + run->io.data_offset, 4);
+		memcpy(&r->uc, (void *)(uintptr_t)ptr, sizeof(r->uc));
+		r->cmd = r->uc.cmd;
+		if (r->cmd != UCALL_SYNC)
+			break;
+		r->syncs++;
+		r->last_sync = r->uc.arg;
+		if (r->stop_on_sync)
+			break;
+		r->cmd = UCALL_NONE;
+	}
+	r->done = true;
+	return NULL;
+}
+
+void x86_runner_start(struct x86_runner *r, struct vcpu *vcpu)
+{
+	static bool handler;
+	struct sigaction sa;
+
+	if (!handler) {
+		/* no SA_RESTART: the signal ends KVM_RUN with EINTR */
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_sigusr1;
+		sigaction(SIGUSR1, &sa, NULL);
+		handler = true;
+	}
+	r->vcpu = vcpu;
+	r->cmd = UCALL_NONE;
+	memset(&r->uc, 0, sizeof(r->uc));
+	r->ret = 0;
+	r->err = 0;
+	r->exit_reason = 0;
+	r->done = false;
+	r->stop = false;
+	vcpu->run->immediate_exit = 0;
+	r->started = !pthread_create(&r->thread, NULL, runner_thread, r);
+	if (!r->started) {
+		r->ret = -1;
+		r->err = EAGAIN;
+		r->done = true;
+	}
+}
+
+bool x86_runner_done(struct x86_runner *r)
+{
+	return r->done;
+}
+
+void x86_runner_signal(struct x86_runner *r)
+{
+	if (r->started && !r->done)
+		pthread_kill(r->thread, SIGUSR1);
+}
+
+uint64_t x86_now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+bool x86_wait_flag(volatile uint32_t *flag, uint32_t want, unsigned int ms)
+{
+	uint64_t end = x86_now_ms() + ms;
+
+	while (*flag < want) {
+		if (x86_now_ms() >= end)
+			return false;
+		usleep(1000);
+	}
+	return true;
+}
+
+bool x86_runner_wait(struct x86_runner *r, unsigned int ms)
+{
+	uint64_t end = x86_now_ms() + ms;
+	bool in_time = true;
+
+	if (!r->started)
+		return false;
+	while (!r->done) {
+		if (x86_now_ms() >= end) {
+			in_time = false;
+			break;
+		}
+		usleep(1000);
+	}
+	if (!in_time) {
+		r->stop = true;
+		r->vcpu->run->immediate_exit = 1;
+		/* a signal between two KVM_RUNs is lost: repeat it */
+		end = x86_now_ms() + 5000;
+		while (!r->done) {
+			if (x86_now_ms() >= end)
+				tap_bail("a vCPU thread stays in KVM_RUN despite signals");
+			pthread_kill(r->thread, SIGUSR1);
+			usleep(10000);
+		}
+		r->vcpu->run->immediate_exit = 0;
+	}
+	pthread_join(r->thread, NULL);
+	r->started = false;
+	return in_time;
+}
+
+void x86_runner_diag(const struct x86_runner *r, const char *who)
+{
+	if (r->cmd == UCALL_ASSERT)
+		tap_diag("%s: guest assertion '%s' at %s:%llu (arg %#llx)",
+			 who, r->uc.expr ? r->uc.expr : "?",
+			 r->uc.file ? r->uc.file : "?",
+			 (unsigned long long)r->uc.line,
+			 (unsigned long long)r->uc.arg);
+	else if (r->cmd == UCALL_NONE && r->ret)
+		tap_diag("%s: KVM_RUN failed: %s (exit %s), after %u runs",
+			 who, strerror(r->err), exit_name(r->exit_reason),
+			 r->runs);
+	else if (r->cmd == UCALL_NONE)
+		tap_diag("%s: exit %s (%u) after %u runs", who,
+			 exit_name(r->exit_reason), r->exit_reason, r->runs);
+	if (r->hlt_exits || r->eagain)
+		tap_diag("%s: %u KVM_EXIT_HLT, %u EAGAIN, %u EINTR", who,
+			 r->hlt_exits, r->eagain, r->eintr);
 }

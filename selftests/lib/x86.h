@@ -17,6 +17,7 @@
 #ifndef VIREO_SELFTEST_X86_H
 #define VIREO_SELFTEST_X86_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "guest.h"
@@ -184,5 +185,163 @@ static inline GUEST_REGS uint64_t read_rflags(void)
 #define write_dr(n, v) ({						\
 	asm volatile("mov %0, %%dr" #n : : "r" ((uint64_t)(v)) : "memory"); \
 })
+
+/*
+ * VMs built in steps, for what must exist before the vCPUs
+ * (KVM_CREATE_IRQCHIP) and for several vCPUs.  x86_vm_create() creates
+ * the VM, maps the test binary's image (slot 0), builds the IDT of
+ * x86_guest_create() and clears x86_log and the handlers.
+ * x86_vcpu_add() creates vCPU @id (below X86_MAX_VCPUS) with the
+ * supported CPUID and, unless @fn is NULL, starts it in 64-bit long mode
+ * at @fn(@arg) with interrupts off, on a stack and a TSS (IST stacks)
+ * of its own.  The vCPUs share the GDT (vCPU i's TSS at X86_TSS_SEL(i)),
+ * the IDT and identity page tables of the first 4 GiB.  x86_log is not
+ * updated atomically: with several vCPUs taking interrupts at once its
+ * counts are approximate.
+ */
+#define X86_MAX_VCPUS		4
+#define X86_TSS_SEL(id)		(0x18 + 16 * (id))
+
+bool x86_vm_create(struct vm *vm, const char *dev);
+bool x86_vcpu_add(struct vm *vm, struct vcpu *vcpu, int id,
+		  void (*fn)(uint64_t), uint64_t arg);
+/*
+ * Guest side, for a vCPU that got to long mode by itself (an AP after
+ * INIT-SIPI, with the CR3 and GDT of one x86_vcpu_add() started): load
+ * the shared GDT and IDT and the TSS of vCPU @id (below X86_MAX_VCPUS).
+ */
+void x86_guest_load_tables(uint32_t id);
+
+/*
+ * A vCPU run on a thread of its own, so that the host can act while the
+ * vCPU sits in KVM_RUN (halted in the kernel, say).  The thread calls
+ * KVM_RUN until the guest's GUEST_DONE or GUEST_ASSERT, or any exit to
+ * userspace other than a ucall (left in vcpu->run for the caller), or
+ * KVM_RUN fails; it goes on after a GUEST_SYNC unless stop_on_sync, and
+ * after EINTR or EAGAIN unless stop_on_intr.  x86_runner_wait() gives it
+ * @ms milliseconds; then it kicks the vCPU out (immediate_exit and
+ * SIGUSR1) and returns false.  Zero the struct before its first start:
+ * the counts add up over starts.
+ */
+struct x86_runner {
+	struct vcpu *vcpu;
+	bool stop_on_sync, stop_on_intr;
+	/* how it ended */
+	enum ucall_cmd cmd;		/* UCALL_NONE: an exit, or an error */
+	struct ucall uc;
+	int ret, err;			/* the last KVM_RUN and its errno */
+	uint32_t exit_reason;
+	/* what it saw on the way */
+	unsigned int runs, syncs, eintr, eagain, hlt_exits;
+	uint64_t last_sync;
+	/* private */
+	pthread_t thread;
+	volatile bool done, stop, started;
+};
+
+void x86_runner_start(struct x86_runner *r, struct vcpu *vcpu);
+bool x86_runner_wait(struct x86_runner *r, unsigned int ms);
+/* Whether the thread has finished (without waiting for it). */
+bool x86_runner_done(struct x86_runner *r);
+/* Interrupt KVM_RUN of the thread once with SIGUSR1 (no immediate_exit). */
+void x86_runner_signal(struct x86_runner *r);
+/* Explain in a TAP diagnostic how a runner ended. */
+void x86_runner_diag(const struct x86_runner *r, const char *who);
+/* Milliseconds of CLOCK_MONOTONIC; poll @flag until nonzero, up to @ms. */
+uint64_t x86_now_ms(void);
+bool x86_wait_flag(volatile uint32_t *flag, uint32_t want, unsigned int ms);
+
+/* The xAPIC at its default base, through MMIO, and the IOAPIC */
+#define XAPIC_BASE		0xfee00000UL
+#define IOAPIC_BASE		0xfec00000UL
+#define APIC_ID			0x20
+#define APIC_TPR		0x80
+#define APIC_PPR		0xa0
+#define APIC_EOI		0xb0
+#define APIC_LDR		0xd0
+#define APIC_DFR		0xe0
+#define APIC_SPIV		0xf0
+#define APIC_ICR		0x300
+#define APIC_ICR2		0x310
+#define APIC_LVTT		0x320
+#define APIC_LVT0		0x350
+#define APIC_LVT1		0x360
+#define APIC_TMICT		0x380
+#define APIC_TMCCT		0x390
+#define APIC_TDCR		0x3e0
+#define APIC_SPIV_ENABLE	0x100
+#define APIC_LVT_MASKED		0x10000
+#define APIC_TIMER_PERIODIC	0x20000
+#define APIC_TIMER_TSC_DEADLINE	0x40000
+#define APIC_ICR_INIT		0x500
+#define APIC_ICR_SIPI		0x600
+#define APIC_ICR_LOGICAL	0x800
+#define APIC_ICR_ASSERT		0x4000
+#define APIC_ICR_LEVEL		0x8000
+#define APIC_ICR_ALL_BUT_SELF	0xc0000
+#define IOAPIC_REDIR_LEVEL	0x8000
+#define IOAPIC_REDIR_MASKED	0x10000
+#define MSR_IA32_TSC_DEADLINE	0x000006e0
+
+static inline GUEST_REGS uint32_t xapic_read(uint32_t reg)
+{
+	return *(volatile uint32_t *)(XAPIC_BASE + reg);
+}
+
+static inline GUEST_REGS void xapic_write(uint32_t reg, uint32_t value)
+{
+	*(volatile uint32_t *)(XAPIC_BASE + reg) = value;
+}
+
+/* A fixed IPI to the APIC of physical ID @dest */
+static inline GUEST_REGS void xapic_send_ipi(uint32_t dest, uint32_t vector)
+{
+	xapic_write(APIC_ICR2, dest << 24);
+	xapic_write(APIC_ICR, vector);
+}
+
+/* IOAPIC register @index through IOREGSEL (+0) and IOWIN (+0x10) */
+static inline GUEST_REGS void ioapic_write(uint32_t index, uint32_t value)
+{
+	*(volatile uint32_t *)IOAPIC_BASE = index;
+	*(volatile uint32_t *)(IOAPIC_BASE + 0x10) = value;
+}
+
+static inline GUEST_REGS uint32_t ioapic_read(uint32_t index)
+{
+	*(volatile uint32_t *)IOAPIC_BASE = index;
+	return *(volatile uint32_t *)(IOAPIC_BASE + 0x10);
+}
+
+/* Redirection entry of IOAPIC pin @pin: @low with APIC ID @dest */
+static inline GUEST_REGS void ioapic_route(int pin, uint32_t low, uint32_t dest)
+{
+	ioapic_write(0x11 + 2 * pin, dest << 24);
+	ioapic_write(0x10 + 2 * pin, low);
+}
+
+static inline GUEST_REGS void outb(uint16_t port, uint8_t value)
+{
+	/* the operand (AL) gives the size */
+	asm volatile("out %0, %1" : : "a" (value), "Nd" (port) : "memory");
+}
+
+static inline GUEST_REGS void outw(uint16_t port, uint16_t value)
+{
+	/* the operand (AX) gives the size */
+	asm volatile("out %0, %1" : : "a" (value), "Nd" (port) : "memory");
+}
+
+/*
+ * With interrupts off: enable them and halt, and turn them off again
+ * once an interrupt has been taken.  The STI shadow keeps an interrupt
+ * from arriving between the STI and the HLT, so a loop of
+ * "while (!cond) x86_safe_halt();" under CLI never sleeps through the
+ * interrupt that makes cond true.
+ */
+static inline GUEST_REGS void x86_safe_halt(void)
+{
+	asm volatile("sti; hlt; cli" : : : "memory");
+}
 
 #endif
