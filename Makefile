@@ -36,7 +36,9 @@ check:
 	scripts/check
 
 test-svm: selftests
-	scripts/testhost --vendor svm
+	scripts/testhost --vendor svm --phases modules --tcg-threads single \
+		--work build/testhost-svm-modules
+	scripts/testhost --vendor svm --phases vireo,kvm
 
 test-vmx: selftests
 	scripts/testhost --vendor vmx
