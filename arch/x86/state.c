@@ -377,7 +377,6 @@ static long set_events(struct vireo_vcpu *vcpu, void __user *argp)
 long vireo_state_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 		       void __user *argp)
 {
-	struct kvm_mp_state mp;
 	struct kvm_interrupt irq;
 
 	switch (ioctl) {
@@ -401,6 +400,9 @@ long vireo_state_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 	case KVM_SET_VCPU_EVENTS:
 		return set_events(vcpu, argp);
 	case KVM_INTERRUPT:
+		/* the in-kernel PIC and APIC own the INTR line */
+		if (vcpu->apic)
+			return -ENXIO;
 		if (copy_from_user(&irq, argp, sizeof(irq)))
 			return -EFAULT;
 		if (irq.irq >= 256)
@@ -410,18 +412,6 @@ long vireo_state_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 		return 0;
 	case KVM_NMI:
 		vcpu->ev.nmi_pending = true;
-		return 0;
-	case KVM_GET_MP_STATE:
-		memset(&mp, 0, sizeof(mp));
-		mp.mp_state = vcpu->mp_state;
-		return copy_to_user(argp, &mp, sizeof(mp)) ? -EFAULT : 0;
-	case KVM_SET_MP_STATE:
-		if (copy_from_user(&mp, argp, sizeof(mp)))
-			return -EFAULT;
-		/* without an in-kernel APIC there is nothing but running */
-		if (mp.mp_state != KVM_MP_STATE_RUNNABLE)
-			return -EINVAL;
-		vcpu->mp_state = mp.mp_state;
 		return 0;
 	default:
 		return -ENOIOCTLCMD;

@@ -44,7 +44,12 @@
 /* a guest that faults this often in a row on one page is stuck */
 #define MAX_REPEATED_FAULTS	16
 
-void vireo_arch_vcpu_reset(struct vireo_vcpu *vcpu)
+/*
+ * What RESET and INIT both do to the state the core keeps: GPRs, RIP,
+ * RFLAGS, XCR0, the debug registers, no event waiting.  The VMM's guest
+ * debugging settings are not the CPU's and stay.
+ */
+static void reset_core_regs(struct vireo_vcpu *vcpu)
 {
 	memset(vcpu->regs, 0, sizeof(vcpu->regs));
 	/* EDX after RESET: the processor signature (CPUID.1:EAX) */
@@ -53,13 +58,19 @@ void vireo_arch_vcpu_reset(struct vireo_vcpu *vcpu)
 	vcpu->rflags = RFLAGS_FIXED;
 	vcpu->pending = VCPU_PENDING_NONE;
 	vcpu->xcr0 = XFEATURE_MASK_FP;
+	memset(&vcpu->ev, 0, sizeof(vcpu->ev));
+	memset(vcpu->dbg.db, 0, sizeof(vcpu->dbg.db));
+	vcpu->dbg.dr6 = DR6_RESET_VALUE;
+	vcpu->dbg.dr7 = DR7_RESET_VALUE;
+}
+
+void vireo_arch_vcpu_reset(struct vireo_vcpu *vcpu)
+{
+	memset(&vcpu->dbg, 0, sizeof(vcpu->dbg));
+	reset_core_regs(vcpu);
 	/* with the in-kernel APIC, the APs wait for INIT and SIPI */
 	vcpu->mp_state = vcpu->apic && vcpu->id ?
 			 KVM_MP_STATE_UNINITIALIZED : KVM_MP_STATE_RUNNABLE;
-	memset(&vcpu->ev, 0, sizeof(vcpu->ev));
-	memset(&vcpu->dbg, 0, sizeof(vcpu->dbg));
-	vcpu->dbg.dr6 = DR6_RESET_VALUE;
-	vcpu->dbg.dr7 = DR7_RESET_VALUE;
 	vireo_msrs_reset(vcpu);
 }
 
@@ -289,18 +300,9 @@ static void vcpu_init_event(struct vireo_vcpu *vcpu)
 	if (b->set_sregs(vcpu, &s))
 		pr_warn_ratelimited("vCPU %d: INIT state refused\n", vcpu->id);
 
-	memset(vcpu->regs, 0, sizeof(vcpu->regs));
-	vcpu->regs[VCPU_RDX] = cpuid_eax(1);
-	vcpu->rip = 0xfff0;
-	vcpu->rflags = RFLAGS_FIXED;
-	vcpu->pending = VCPU_PENDING_NONE;
-	vcpu->xcr0 = XFEATURE_MASK_FP;
-	memset(&vcpu->ev, 0, sizeof(vcpu->ev));
+	reset_core_regs(vcpu);
 	b->set_interrupt_shadow(vcpu, 0);
 	b->set_nmi_mask(vcpu, false);
-	vcpu->dbg.dr6 = DR6_RESET_VALUE;
-	vcpu->dbg.dr7 = DR7_RESET_VALUE;
-	memset(vcpu->dbg.db, 0, sizeof(vcpu->dbg.db));
 	set_bit(VCPU_REQ_TLB_FLUSH, &vcpu->requests);
 }
 
@@ -385,57 +387,61 @@ static bool vcpu_runnable(struct vireo_vcpu *vcpu)
 	return vcpu->mp_state == KVM_MP_STATE_RUNNABLE;
 }
 
-static long apic_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
-			    void __user *argp)
+/* KVM_GET/SET_LAPIC (the caller checked that the vCPU has an APIC) */
+static long lapic_ioctl(struct vireo_vcpu *vcpu, bool set, void __user *argp)
 {
 	struct kvm_lapic_state *ls;
-	struct kvm_mp_state mp;
 	long ret;
 
-	switch (ioctl) {
-	case KVM_GET_LAPIC:
-	case KVM_SET_LAPIC:
-		ls = kzalloc(sizeof(*ls), GFP_KERNEL_ACCOUNT);
-		if (!ls)
-			return -ENOMEM;
-		if (ioctl == KVM_GET_LAPIC) {
-			vireo_lapic_get_state(vcpu, ls);
-			ret = copy_to_user(argp, ls, sizeof(*ls)) ? -EFAULT : 0;
-		} else {
-			ret = copy_from_user(ls, argp, sizeof(*ls)) ? -EFAULT :
-			      vireo_lapic_set_state(vcpu, ls);
-		}
-		kfree(ls);
-		return ret;
-	case KVM_INTERRUPT:
-		/* the in-kernel PIC and APIC own the INTR line */
-		return -ENXIO;
-	case KVM_GET_MP_STATE:
-		apic_accept_events(vcpu);
+	ls = kzalloc(sizeof(*ls), GFP_KERNEL_ACCOUNT);
+	if (!ls)
+		return -ENOMEM;
+	if (!set) {
+		vireo_lapic_get_state(vcpu, ls);
+		ret = copy_to_user(argp, ls, sizeof(*ls)) ? -EFAULT : 0;
+	} else {
+		ret = copy_from_user(ls, argp, sizeof(*ls)) ? -EFAULT :
+		      vireo_lapic_set_state(vcpu, ls);
+	}
+	kfree(ls);
+	return ret;
+}
+
+/*
+ * KVM_GET/SET_MP_STATE.  Without an in-kernel APIC there is nothing but
+ * running; with one, also halted and waiting for INIT or SIPI.
+ */
+static long mp_state_ioctl(struct vireo_vcpu *vcpu, bool set,
+			   void __user *argp)
+{
+	struct kvm_mp_state mp;
+
+	if (!set) {
+		if (vcpu->apic)
+			apic_accept_events(vcpu);
 		memset(&mp, 0, sizeof(mp));
 		mp.mp_state = vcpu->mp_state;
 		return copy_to_user(argp, &mp, sizeof(mp)) ? -EFAULT : 0;
-	case KVM_SET_MP_STATE:
-		if (copy_from_user(&mp, argp, sizeof(mp)))
-			return -EFAULT;
-		switch (mp.mp_state) {
-		case KVM_MP_STATE_RUNNABLE:
-		case KVM_MP_STATE_UNINITIALIZED:
-		case KVM_MP_STATE_INIT_RECEIVED:
-		case KVM_MP_STATE_HALTED:
-			break;
-		case KVM_MP_STATE_SIPI_RECEIVED:
-			/* as KVM: back to waiting, the SIPI to come again */
-			mp.mp_state = KVM_MP_STATE_INIT_RECEIVED;
-			break;
-		default:
-			return -EINVAL;
-		}
-		vcpu->mp_state = mp.mp_state;
-		return 0;
+	}
+	if (copy_from_user(&mp, argp, sizeof(mp)))
+		return -EFAULT;
+	if (!vcpu->apic && mp.mp_state != KVM_MP_STATE_RUNNABLE)
+		return -EINVAL;
+	switch (mp.mp_state) {
+	case KVM_MP_STATE_RUNNABLE:
+	case KVM_MP_STATE_UNINITIALIZED:
+	case KVM_MP_STATE_INIT_RECEIVED:
+	case KVM_MP_STATE_HALTED:
+		break;
+	case KVM_MP_STATE_SIPI_RECEIVED:
+		/* as KVM: back to waiting, the SIPI to come again */
+		mp.mp_state = KVM_MP_STATE_INIT_RECEIVED;
+		break;
 	default:
 		return -EINVAL;
 	}
+	vcpu->mp_state = mp.mp_state;
+	return 0;
 }
 
 long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
@@ -507,14 +513,12 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 		return vireo_get_cpuid2(vcpu, argp);
 	case KVM_GET_LAPIC:
 	case KVM_SET_LAPIC:
-	case KVM_INTERRUPT:
+		if (!vcpu->apic)
+			return -EINVAL;
+		return lapic_ioctl(vcpu, ioctl == KVM_SET_LAPIC, argp);
 	case KVM_GET_MP_STATE:
 	case KVM_SET_MP_STATE:
-		if (vcpu->apic)
-			return apic_vcpu_ioctl(vcpu, ioctl, argp);
-		if (ioctl == KVM_GET_LAPIC || ioctl == KVM_SET_LAPIC)
-			return -EINVAL;
-		fallthrough;
+		return mp_state_ioctl(vcpu, ioctl == KVM_SET_MP_STATE, argp);
 	default:
 		ret = vireo_state_ioctl(vcpu, ioctl, argp);
 		/* as KVM answers an unknown vCPU ioctl */
@@ -1368,6 +1372,7 @@ static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 {
 	const struct vireo_backend *b = vcpu->vm->backend;
 	u64 host_xcr0 = vireo_host_xcr0;
+	u8 tpr = 0;
 	int cpu;
 
 	preempt_disable();
@@ -1389,8 +1394,11 @@ static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		b->flush_tlb(vcpu);
 	vcpu->last_cpu = cpu;
 
-	if (vcpu->apic)
-		b->set_cr8(vcpu, vireo_lapic_get_tpr(vcpu) >> 4);
+	if (vcpu->apic) {
+		/* only this thread changes the TPR: it holds until the exit */
+		tpr = vireo_lapic_get_tpr(vcpu);
+		b->set_cr8(vcpu, tpr >> 4);
+	}
 	prepare_events(vcpu);
 	load_debug(vcpu);
 	load_guest_msrs(vcpu, host_xcr0);
@@ -1398,8 +1406,12 @@ static bool enter_guest(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	b->vcpu_run(vcpu, exit);
 
 	/* the guest's CR8 writes are its APIC's TPR */
-	if (vcpu->apic && b->get_cr8(vcpu) != vireo_lapic_get_tpr(vcpu) >> 4)
-		vireo_lapic_set_tpr(vcpu, b->get_cr8(vcpu) << 4);
+	if (vcpu->apic) {
+		u64 cr8 = b->get_cr8(vcpu);
+
+		if (cr8 != tpr >> 4)
+			vireo_lapic_set_tpr(vcpu, cr8 << 4);
+	}
 
 	load_host_msrs(vcpu, host_xcr0);
 	save_debug(vcpu);

@@ -54,6 +54,24 @@ static void build_tables(void)
 	gdt[2] = 0x00cf92000000ffffULL;		/* 0x10: data */
 }
 
+bool guest_image_writable(void)
+{
+	uintptr_t start = (uintptr_t)__executable_start & ~(PAGE - 1);
+	uintptr_t end = ((uintptr_t)_end + PAGE - 1) & ~(PAGE - 1);
+
+	if (end > (1ULL << 32)) {
+		tap_diag("the image is above 4 GiB");
+		return false;
+	}
+	/* the guest's view of the text must be pinnable for writing */
+	if (mprotect((void *)start, end - start,
+		     PROT_READ | PROT_WRITE | PROT_EXEC)) {
+		tap_diag("mprotect of the image failed");
+		return false;
+	}
+	return true;
+}
+
 bool guest_vm_create(struct guest_vm *g, const char *dev,
 		     void (*fn)(uint64_t), uint64_t arg)
 {
@@ -71,16 +89,8 @@ bool guest_vm_create(struct guest_vm *g, const char *dev,
 		.present = 1, .s = 1, .db = 1, .g = 1,
 	};
 
-	if (end > (1ULL << 32)) {
-		tap_diag("the image is above 4 GiB");
+	if (!guest_image_writable())
 		return false;
-	}
-	/* the guest's view of the text must be pinnable for writing */
-	if (mprotect((void *)start, end - start,
-		     PROT_READ | PROT_WRITE | PROT_EXEC)) {
-		tap_diag("mprotect of the image failed");
-		return false;
-	}
 	build_tables();
 	if (!vm_create(&g->vm, dev))
 		return false;

@@ -49,6 +49,11 @@ struct guest_vm {
 	struct vcpu vcpu;
 };
 
+/*
+ * The binary's image below 4 GiB and writable, as the guest maps it;
+ * false with a TAP diagnostic otherwise.
+ */
+bool guest_image_writable(void);
 bool guest_vm_create(struct guest_vm *g, const char *dev,
 		     void (*fn)(uint64_t), uint64_t arg);
 void guest_vm_destroy(struct guest_vm *g);

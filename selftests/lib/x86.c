@@ -301,19 +301,8 @@ static void build_mp_tables(void)
 
 bool x86_vm_create(struct vm *vm, const char *dev)
 {
-	uintptr_t start = (uintptr_t)__executable_start & ~4095UL;
-	uintptr_t end = ((uintptr_t)_end + 4095) & ~4095UL;
-
-	if (end > (1ULL << 32)) {
-		tap_diag("the image is above 4 GiB");
+	if (!guest_image_writable())
 		return false;
-	}
-	/* as guest_vm_create(): the guest writes to its image */
-	if (mprotect((void *)start, end - start,
-		     PROT_READ | PROT_WRITE | PROT_EXEC)) {
-		tap_diag("mprotect of the image failed");
-		return false;
-	}
 	build_tables();
 	build_mp_tables();
 	x86_log_reset();
