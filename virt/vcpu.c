@@ -71,7 +71,7 @@ void vireo_flush_all_vcpus(struct vireo_vm *vm)
 	struct vireo_vcpu *vcpu;
 	int i, cpu;
 
-	lockdep_assert_held(&vm->lock);
+	lockdep_assert_held(&vm->mmu_lock);
 	for (i = 0; i < vm->nr_vcpus; i++)
 		set_bit(VCPU_REQ_TLB_FLUSH, &vm->vcpus[i]->requests);
 	/*

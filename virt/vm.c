@@ -94,6 +94,8 @@ static void vm_destroy(struct vireo_vm *vm)
 	const struct vireo_backend *b = vm->backend;
 	int i;
 
+	/* the guest's memory is the VMM's alone again */
+	vireo_tdp_unregister(vm);
 	/*
 	 * Nothing may raise an interrupt once the vCPUs go: the eventfds
 	 * first, then the chips and the PIT's timer, then the vCPUs with
@@ -124,7 +126,10 @@ static bool slot_has(const struct vireo_memslot *slot, u64 gfn)
 	       gfn - slot->base_gfn < slot->npages;
 }
 
-/* The slot holding @gfn; vm->lock held.  Faults come in runs: a hint. */
+/*
+ * The slot holding @gfn; vm->lock or vm->mmu_lock held (changes hold
+ * both).  Faults come in runs: a hint.
+ */
 struct vireo_memslot *vireo_find_slot(struct vireo_vm *vm, u64 gfn)
 {
 	int i;
@@ -142,7 +147,7 @@ struct vireo_memslot *vireo_find_slot(struct vireo_vm *vm, u64 gfn)
 	return NULL;
 }
 
-/* Slot @id comes into use, or goes out of it (vm->lock held). */
+/* Slot @id comes into use, or goes out of it (both locks held). */
 static void slot_id_add(struct vireo_vm *vm, u16 id)
 {
 	vm->slot_ids[vm->nr_slots++] = id;
@@ -165,22 +170,23 @@ static unsigned long dirty_bitmap_bytes(const struct vireo_memslot *slot)
 	return BITS_TO_LONGS(slot->npages) * sizeof(long);
 }
 
-/* Start or stop dirty logging on @slot (vm->lock held). */
-static int slot_set_logging(struct vireo_vm *vm, struct vireo_memslot *slot,
-			    bool on)
+/*
+ * Start or stop dirty logging on @slot (vm->mmu_lock held): it takes
+ * *@bitmap, allocated before that lock, or gives its own in *@old.
+ */
+static void slot_set_logging(struct vireo_vm *vm, struct vireo_memslot *slot,
+			     bool on, unsigned long **bitmap,
+			     unsigned long **old)
 {
 	if (on && !slot->dirty_bitmap) {
-		slot->dirty_bitmap = kvzalloc(dirty_bitmap_bytes(slot),
-					      GFP_KERNEL_ACCOUNT);
-		if (!slot->dirty_bitmap)
-			return -ENOMEM;
+		slot->dirty_bitmap = *bitmap;
+		*bitmap = NULL;
 		/* every write from now on faults once and is logged */
 		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
 	} else if (!on && slot->dirty_bitmap) {
-		kvfree(slot->dirty_bitmap);
+		*old = slot->dirty_bitmap;
 		slot->dirty_bitmap = NULL;
 	}
-	return 0;
 }
 
 static bool slot_overlaps(struct vireo_vm *vm, int except, u64 gfn,
@@ -207,7 +213,9 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 	u32 as_id = mem->slot >> 16, id = mem->slot & 0xffff;
 	u64 npages = mem->memory_size >> PAGE_SHIFT;
 	u64 gfn = mem->guest_phys_addr >> PAGE_SHIFT;
+	unsigned long *bitmap = NULL, *old = NULL;
 	struct vireo_memslot *slot;
+	bool logging;
 	int ret = 0;
 
 	if (mem->flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))
@@ -227,7 +235,20 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 	if (npages > VIREO_MAX_SLOT_PAGES)
 		return -EINVAL;
 
+	/*
+	 * The dirty bitmap is allocated before the MMU's lock: nothing
+	 * under it may reclaim memory, which calls our MMU notifier.
+	 */
+	logging = mem->flags & KVM_MEM_LOG_DIRTY_PAGES;
+	if (npages && logging) {
+		bitmap = kvcalloc(BITS_TO_LONGS(npages), sizeof(long),
+				  GFP_KERNEL_ACCOUNT);
+		if (!bitmap)
+			return -ENOMEM;
+	}
+
 	mutex_lock(&vm->lock);
+	mutex_lock(&vm->mmu_lock);
 	slot = &vm->slots[id];
 	if (!npages) {
 		/* delete */
@@ -236,7 +257,7 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 			goto out;
 		}
 		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
-		kvfree(slot->dirty_bitmap);
+		old = slot->dirty_bitmap;
 		memset(slot, 0, sizeof(*slot));
 		slot_id_del(vm, id);
 		goto out;
@@ -249,23 +270,16 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 			ret = -EINVAL;
 			goto out;
 		}
-		if (gfn == slot->base_gfn) {
-			ret = slot_set_logging(vm, slot, mem->flags &
-					       KVM_MEM_LOG_DIRTY_PAGES);
-			if (!ret)
-				slot->flags = mem->flags;
-			goto out;
+		if (gfn != slot->base_gfn) {
+			if (slot_overlaps(vm, id, gfn, npages)) {
+				ret = -EEXIST;
+				goto out;
+			}
+			vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
+			slot->base_gfn = gfn;
 		}
-		if (slot_overlaps(vm, id, gfn, npages)) {
-			ret = -EEXIST;
-			goto out;
-		}
-		vireo_tdp_zap(vm, slot->base_gfn, slot->npages);
-		slot->base_gfn = gfn;
-		ret = slot_set_logging(vm, slot, mem->flags &
-				       KVM_MEM_LOG_DIRTY_PAGES);
-		if (!ret)
-			slot->flags = mem->flags;
+		slot_set_logging(vm, slot, logging, &bitmap, &old);
+		slot->flags = mem->flags;
 		goto out;
 	}
 	if (slot_overlaps(vm, id, gfn, npages)) {
@@ -276,14 +290,14 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 	slot->npages = npages;
 	slot->userspace_addr = mem->userspace_addr;
 	slot->flags = mem->flags;
-	ret = slot_set_logging(vm, slot, mem->flags & KVM_MEM_LOG_DIRTY_PAGES);
-	if (ret) {
-		memset(slot, 0, sizeof(*slot));
-		goto out;
-	}
+	slot->dirty_bitmap = bitmap;
+	bitmap = NULL;
 	slot_id_add(vm, id);
 out:
+	mutex_unlock(&vm->mmu_lock);
 	mutex_unlock(&vm->lock);
+	kvfree(bitmap);
+	kvfree(old);
 	return ret;
 }
 
@@ -311,12 +325,14 @@ static void reprotect(struct vireo_vm *vm, struct vireo_memslot *slot,
 	bool flush = false;
 	u64 i;
 
+	mutex_lock(&vm->mmu_lock);
 	for_each_set_bit(i, mask, n)
 		flush |= vireo_tdp_wrprotect(vm, slot->base_gfn + first + i);
 	if (flush)
 		vireo_flush_all_vcpus(vm);
 	for_each_set_bit(i, mask, n)
 		clear_bit(first + i, slot->dirty_bitmap);
+	mutex_unlock(&vm->mmu_lock);
 }
 
 static int vm_get_dirty_log(struct vireo_vm *vm, void __user *argp)
@@ -506,6 +522,7 @@ int vireo_create_vm(unsigned long type)
 	vm->backend = b;
 	refcount_set(&vm->refcount, 1);
 	mutex_init(&vm->lock);
+	mutex_init(&vm->mmu_lock);
 	vm->mm = current->mm;
 	mmgrab(vm->mm);
 
@@ -516,6 +533,9 @@ int vireo_create_vm(unsigned long type)
 	ret = vireo_tdp_init(vm);
 	if (ret)
 		goto destroy_vm;
+	ret = vireo_tdp_register(vm);
+	if (ret)
+		goto free_tdp;
 	ret = vireo_eventfd_init(vm);
 	if (ret)
 		goto destroy_tdp;
@@ -529,6 +549,8 @@ int vireo_create_vm(unsigned long type)
 
 destroy_tdp:
 	vireo_eventfd_destroy(vm);
+	vireo_tdp_unregister(vm);
+free_tdp:
 	vireo_tdp_destroy(vm);
 destroy_vm:
 	b->vm_destroy(vm);

@@ -24,9 +24,13 @@ int vireo_write_guest(struct vireo_vm *vm, u64 gpa, const void *buf,
 /* Nested page tables. */
 int vireo_tdp_init(struct vireo_vm *vm);
 void vireo_tdp_destroy(struct vireo_vm *vm);
+/* Follow the VMM's address space (mmu_notifier); before/after the rest. */
+int vireo_tdp_register(struct vireo_vm *vm);
+void vireo_tdp_unregister(struct vireo_vm *vm);
 /*
- * Map the page behind @gpa, which a memslot holds: 0, or -EFAULT when
- * the VMM's memory there cannot be had.  Takes vm->lock.
+ * Map the page behind @gpa: 0; -ENOENT when no slot holds it (or @write
+ * and the slot is read-only): MMIO; -EFAULT when the VMM's memory there
+ * cannot be had; -EINTR on a fatal signal.  Takes vm->lock.
  */
 int vireo_tdp_map(struct vireo_vm *vm, u64 gpa, bool write);
 /* Unmap [gfn, gfn + npages) and make every vCPU forget it; vm->lock held. */

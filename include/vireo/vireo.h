@@ -8,6 +8,7 @@
 #define _VIREO_VIREO_H
 
 #include <linux/kvm.h>
+#include <linux/mmu_notifier.h>
 #include <linux/mutex.h>
 #include <linux/preempt.h>
 #include <linux/refcount.h>
@@ -39,8 +40,11 @@ struct vireo_tdp {
 	/* every table page, for teardown */
 	struct list_head pages;
 	unsigned long nr_pages;
-	/* pinned guest pages currently mapped */
-	unsigned long nr_mapped;
+	/* 2 MiB mappings in the tables now */
+	unsigned long nr_huge;
+	/* zeroed table pages allocated ahead, for use under mmu_lock */
+	struct page *cache[4];
+	int cache_n;
 };
 
 struct vireo_irqchip;
@@ -58,6 +62,21 @@ struct vireo_vm {
 	 * with interrupts off.
 	 */
 	struct mutex lock;
+
+	/*
+	 * The nested page tables and what they are built from: the
+	 * memslots (changed under both locks), mmu_seq.  Our MMU notifier
+	 * takes it, so nothing under it may allocate memory that could
+	 * reclaim, or touch the VMM's memory.
+	 */
+	struct mutex mmu_lock;
+	/*
+	 * The VMM's address space changing under the guest (tdp.c): a
+	 * count of changes (mmu_lock) and the ones under way.
+	 */
+	struct mmu_notifier mmu_notifier;
+	unsigned long mmu_seq;
+	atomic_t mmu_invalidating;
 	struct vireo_vcpu *vcpus[VIREO_MAX_VCPUS];
 	int nr_vcpus;
 	struct vireo_memslot slots[VIREO_NR_MEMSLOTS];
