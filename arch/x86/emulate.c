@@ -6,7 +6,9 @@
  * being written: MOV in all its forms (and MOVZX, MOVSX, MOVSXD, MOVNTI),
  * the two-operand arithmetic and logic group, TEST, INC, DEC, NEG, NOT,
  * XCHG, the bit tests, the string instructions with their REP prefixes,
- * and PUSH/POP of a ModRM operand.  Anything else is VIREO_EMU_UNHANDLED.
+ * PUSH/POP of a ModRM operand, and the SSE moves (MOVUPS, MOVAPS,
+ * MOVDQU, MOVDQA, MOVNTDQ, MOVD, MOVQ and kin) when the caller gives
+ * access to the XMM registers.  Anything else is VIREO_EMU_UNHANDLED.
  *
  * The instruction works on a copy of the registers and flags, which is
  * written back to the context only when it completes, and every
@@ -690,6 +692,143 @@ static enum vireo_emu_result op_movnti(struct emu *e)
 }
 
 /*
+ * The SSE moves Linux and Windows use on MMIO, with their mandatory
+ * prefix (none, 66, F3):
+ *   0F 10/11 MOVUPS, 66 0F 10/11 MOVUPD         load/store, unaligned
+ *   0F 28/29 MOVAPS, 66 0F 28/29 MOVAPD         load/store, aligned
+ *   0F 2B MOVNTPS, 66 0F 2B MOVNTPD, 66 0F E7 MOVNTDQ    store, aligned
+ *   66 0F 6F/7F MOVDQA (aligned), F3 0F 6F/7F MOVDQU
+ *   66 0F 6E MOVD/MOVQ xmm, r/m     66 0F 7E MOVD/MOVQ r/m, xmm
+ *   F3 0F 7E MOVQ xmm, xmm/m64      66 0F D6 MOVQ xmm/m64, xmm
+ * A load into an XMM register zeroes what the source does not fill
+ * (except the full 16-byte moves, which fill it all).  An aligned form
+ * with a misaligned memory operand is a #GP(0).
+ */
+enum sse_kind { SSE_NONE, SSE_LOAD, SSE_STORE };
+
+static enum sse_kind sse_decode(const struct vireo_insn *in,
+				unsigned int *size, bool *aligned, bool *gpr)
+{
+	u8 pfx = in->rep_prefix ? in->rep_prefix :
+		 in->opsize_prefix ? 0x66 : 0;
+
+	*size = 16;
+	*aligned = false;
+	*gpr = false;
+	if (pfx == 0xf2)
+		return SSE_NONE;
+	switch (in->opcode) {
+	case 0x10:
+	case 0x11:
+		if (pfx == 0xf3)
+			return SSE_NONE;	/* MOVSS */
+		return in->opcode == 0x10 ? SSE_LOAD : SSE_STORE;
+	case 0x28:
+	case 0x29:
+		if (pfx == 0xf3)
+			return SSE_NONE;
+		*aligned = true;
+		return in->opcode == 0x28 ? SSE_LOAD : SSE_STORE;
+	case 0x2b:
+		if (pfx == 0xf3 || !in->mem_operand)
+			return SSE_NONE;
+		*aligned = true;
+		return SSE_STORE;
+	case 0xe7:
+		if (pfx != 0x66 || !in->mem_operand)
+			return SSE_NONE;
+		*aligned = true;
+		return SSE_STORE;
+	case 0x6f:
+	case 0x7f:
+		if (!pfx)
+			return SSE_NONE;	/* MMX MOVQ */
+		*aligned = pfx == 0x66;
+		return in->opcode == 0x6f ? SSE_LOAD : SSE_STORE;
+	case 0x6e:
+	case 0x7e:
+		if (pfx == 0xf3 && in->opcode == 0x7e) {
+			*size = 8;
+			return SSE_LOAD;
+		}
+		if (pfx != 0x66)
+			return SSE_NONE;	/* MMX MOVD/MOVQ */
+		*size = in->rex & REX_W ? 8 : 4;
+		*gpr = true;
+		return in->opcode == 0x6e ? SSE_LOAD : SSE_STORE;
+	case 0xd6:
+		if (pfx != 0x66)
+			return SSE_NONE;
+		*size = 8;
+		return SSE_STORE;
+	}
+	return SSE_NONE;
+}
+
+static enum vireo_emu_result op_sse_mov(struct emu *e)
+{
+	const struct vireo_insn *in = e->in;
+	const struct vireo_emu_ops *ops = e->c->ops;
+	unsigned int xreg = ((in->modrm >> 3) & 7) | (in->rex & REX_R ? 8 : 0);
+	unsigned int rm = (in->modrm & 7) | (in->rex & REX_B ? 8 : 0);
+	enum vireo_emu_result r;
+	u8 buf[16] = { 0 };
+	struct opnd op;
+	unsigned int size;
+	bool aligned, gpr;
+	enum sse_kind kind;
+	u64 v;
+
+	kind = sse_decode(in, &size, &aligned, &gpr);
+	if (kind == SSE_NONE || !ops->read_xmm || !ops->write_xmm)
+		return VIREO_EMU_UNHANDLED;
+	if (in->lock)
+		return vireo_emu_set_fault(e->c, VIREO_EMU_UD, false, 0, 0);
+	/*
+	 * #UD and #NM come before any fault of the memory operand, and
+	 * before MMIO is touched: ask for the register first.
+	 */
+	r = ops->read_xmm(e->c, xreg, buf);
+	if (r)
+		return r;
+	r = rm_opnd(e, size, &op);
+	if (r)
+		return r;
+	if (op.mem && aligned && (op.la & 15))
+		return vireo_emu_set_fault(e->c, VIREO_EMU_GP, true, 0, 0);
+
+	if (kind == SSE_LOAD) {
+		__builtin_memset(buf, 0, sizeof(buf));
+		if (op.mem) {
+			r = ops->read(e->c, op.la, buf, size);
+		} else if (gpr) {
+			v = reg_get(e, rm, false, size);
+			__builtin_memcpy(buf, &v, size);
+		} else {
+			r = ops->read_xmm(e->c, rm, buf);
+			if (!r && size < 16)
+				__builtin_memset(buf + size, 0, 16 - size);
+		}
+		if (r)
+			return r;
+		return ops->write_xmm(e->c, xreg, buf);
+	}
+
+	/* stores: the source is always ModRM.reg, read above */
+	if (op.mem)
+		return ops->write(e->c, op.la, buf, size);
+	if (gpr) {
+		__builtin_memcpy(&v, buf, sizeof(v));
+		reg_set(e, rm, false, size, v & size_mask(size));
+		return VIREO_EMU_OK;
+	}
+	/* a register destination: MOVQ (D6) zeroes the upper half */
+	if (size < 16)
+		__builtin_memset(buf + size, 0, 16 - size);
+	return ops->write_xmm(e->c, rm, buf);
+}
+
+/*
  * BT, BTS, BTR, BTC (@op 0-3).  A register bit offset into memory is
  * signed and may reach beyond the operand: it selects the operand-sized
  * unit at (offset >> log2(bits)) units from the address, and the bit
@@ -855,6 +994,7 @@ static enum vireo_emu_result op_string(struct emu *e)
 			return r;
 		reg_set(e, R_CX, false, in->addr_size, e->regs[R_CX] - 1);
 		commit(e);
+		e->c->iterations++;
 		if (cond && rep_cond_ends(e))
 			break;
 	}
@@ -924,6 +1064,18 @@ static enum vireo_emu_result dispatch_0f(struct emu *e)
 		return op_movx(e, in->opcode == 0xbe ? 1 : 2, true);
 	case 0xc3:
 		return op_movnti(e);
+	case 0x10:
+	case 0x11:
+	case 0x28:
+	case 0x29:
+	case 0x2b:
+	case 0x6e:
+	case 0x6f:
+	case 0x7e:
+	case 0x7f:
+	case 0xd6:
+	case 0xe7:
+		return op_sse_mov(e);
 	}
 	return VIREO_EMU_UNHANDLED;
 }
@@ -1013,6 +1165,7 @@ enum vireo_emu_result vireo_emulate_insn(struct vireo_emu_ctxt *ctxt,
 	for (i = 0; i < 16; i++)
 		e.regs[i] = ctxt->regs[i];
 	e.rflags = ctxt->rflags;
+	ctxt->iterations = 0;
 
 	r = dispatch(&e);
 	if (r)

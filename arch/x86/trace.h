@@ -3,6 +3,7 @@
  * Tracepoints of the x86 run loop:
  *   vireo:vireo_exit       every exit from the guest, as the core sees it
  *   vireo:vireo_userspace  every return from KVM_RUN to the VMM
+ *   vireo:vireo_emulate    every instruction the emulator ran (MMIO)
  */
 #undef TRACE_SYSTEM
 #define TRACE_SYSTEM vireo
@@ -38,7 +39,9 @@ TRACE_EVENT(vireo_exit,
 				   { 4, "cpuid" }, { 5, "msr_read" },
 				   { 6, "msr_write" }, { 7, "xsetbv" },
 				   { 8, "hypercall" }, { 9, "shutdown" },
-				   { 10, "fail_entry" }, { 11, "unhandled" }),
+				   { 10, "irq_window" }, { 11, "dr_access" },
+				   { 12, "exception" }, { 13, "fail_entry" },
+				   { 14, "backend" }, { 15, "unhandled" }),
 		  __entry->rip, __entry->info)
 );
 
@@ -60,6 +63,29 @@ TRACE_EVENT(vireo_userspace,
 
 	TP_printk("vcpu %d kvm exit_reason %u ret %d", __entry->vcpu_id,
 		  __entry->exit_reason, __entry->ret)
+);
+
+TRACE_EVENT(vireo_emulate,
+	TP_PROTO(int vcpu_id, u64 rip, int result),
+	TP_ARGS(vcpu_id, rip, result),
+
+	TP_STRUCT__entry(
+		__field(int, vcpu_id)
+		__field(u64, rip)
+		__field(int, result)
+	),
+
+	TP_fast_assign(
+		__entry->vcpu_id = vcpu_id;
+		__entry->rip = rip;
+		__entry->result = result;
+	),
+
+	TP_printk("vcpu %d rip 0x%llx %s", __entry->vcpu_id, __entry->rip,
+		  __print_symbolic(__entry->result,
+				   { 0, "ok" }, { 1, "fault" },
+				   { 2, "unhandled" }, { 3, "retry" },
+				   { 4, "exit" }))
 );
 
 #endif /* _VIREO_TRACE_H */

@@ -533,14 +533,6 @@ static u64 size_mask(unsigned int size)
 	return size >= 8 ? ~0ULL : (1ULL << (size * 8)) - 1;
 }
 
-static u64 read_reg(struct vireo_vcpu *vcpu, int reg, bool high_byte,
-		    unsigned int size)
-{
-	if (high_byte)
-		return (vcpu->regs[reg - 4] >> 8) & 0xff;
-	return vcpu->regs[reg] & size_mask(size);
-}
-
 /* Write like the CPU does: 32-bit writes zero-extend, 8/16 merge. */
 static void write_reg(struct vireo_vcpu *vcpu, int reg, bool high_byte,
 		      unsigned int size, u64 val)
@@ -561,8 +553,8 @@ static void write_reg(struct vireo_vcpu *vcpu, int reg, bool high_byte,
 
 /* ---- fetching and decoding the instruction at RIP ---- */
 
-static enum vireo_cpu_mode cpu_mode(struct vireo_vcpu *vcpu,
-				    const struct kvm_sregs *s)
+enum vireo_cpu_mode vireo_cpu_mode(struct vireo_vcpu *vcpu,
+				   const struct kvm_sregs *s)
 {
 	if ((s->efer & EFER_LMA_BIT) && s->cs.l)
 		return VIREO_MODE_64;
@@ -614,11 +606,11 @@ static int write_linear(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
 }
 
 /* The bytes at the guest's CS:RIP; how many could be read. */
-static unsigned int fetch_at_rip(struct vireo_vcpu *vcpu,
-				 const struct kvm_sregs *s,
-				 u8 bytes[VIREO_INSN_MAX_LEN])
+unsigned int vireo_fetch_insn(struct vireo_vcpu *vcpu,
+			      const struct kvm_sregs *s,
+			      u8 bytes[VIREO_INSN_MAX_LEN])
 {
-	enum vireo_cpu_mode mode = cpu_mode(vcpu, s);
+	enum vireo_cpu_mode mode = vireo_cpu_mode(vcpu, s);
 	u64 la;
 
 	la = vcpu->rip;
@@ -636,10 +628,10 @@ static int decode_at_rip(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
 	u8 bytes[VIREO_INSN_MAX_LEN];
 	unsigned int n;
 
-	n = fetch_at_rip(vcpu, s, bytes);
+	n = vireo_fetch_insn(vcpu, s, bytes);
 	if (!n)
 		return -EFAULT;
-	return vireo_decode(bytes, n, cpu_mode(vcpu, s), insn) ? -EINVAL : 0;
+	return vireo_decode(bytes, n, vireo_cpu_mode(vcpu, s), insn) ? -EINVAL : 0;
 }
 
 /*
@@ -655,13 +647,13 @@ int vireo_decode_mov_cr(struct vireo_vcpu *vcpu, struct vireo_mov_cr *m)
 	u8 rex = 0, modrm;
 
 	vcpu->vm->backend->get_sregs(vcpu, &s);
-	n = fetch_at_rip(vcpu, &s, b);
+	n = vireo_fetch_insn(vcpu, &s, b);
 	while (i < n && (b[i] == 0x66 || b[i] == 0x67 || b[i] == 0xf2 ||
 			 b[i] == 0xf3 || b[i] == 0x26 || b[i] == 0x2e ||
 			 b[i] == 0x36 || b[i] == 0x3e || b[i] == 0x64 ||
 			 b[i] == 0x65))
 		i++;
-	if (cpu_mode(vcpu, &s) == VIREO_MODE_64 && i < n &&
+	if (vireo_cpu_mode(vcpu, &s) == VIREO_MODE_64 && i < n &&
 	    (b[i] & 0xf0) == 0x40)
 		rex = b[i++];
 	if (i + 3 > n || b[i] != 0x0f || (b[i + 1] != 0x20 && b[i + 1] != 0x22))
@@ -688,7 +680,7 @@ static int exit_internal_error(struct vireo_vcpu *vcpu, u32 suberror,
 	return 0;
 }
 
-static int emulation_failed(struct vireo_vcpu *vcpu)
+int vireo_emulation_failed(struct vireo_vcpu *vcpu)
 {
 	return exit_internal_error(vcpu, KVM_INTERNAL_ERROR_EMULATION, 1,
 				   vcpu->rip, 0);
@@ -714,7 +706,7 @@ static u64 seg_linear(struct vireo_vcpu *vcpu, const struct kvm_sregs *s,
 {
 	u64 la = offset & size_mask(addr_size);
 
-	if (cpu_mode(vcpu, s) == VIREO_MODE_64)
+	if (vireo_cpu_mode(vcpu, s) == VIREO_MODE_64)
 		return (seg == VIREO_SEG_FS || seg == VIREO_SEG_GS) ?
 			la + seg_of(s, seg)->base : la;
 	return (la + seg_of(s, seg)->base) & 0xffffffff;
@@ -767,7 +759,7 @@ static int handle_io(struct vireo_vcpu *vcpu, const struct vireo_exit *exit)
 		if (!len) {
 			vcpu->vm->backend->get_sregs(vcpu, &s);
 			if (decode_at_rip(vcpu, &s, &insn))
-				return emulation_failed(vcpu);
+				return vireo_emulation_failed(vcpu);
 			len = insn.len;
 		}
 		vcpu->pend.insn_len = len;
@@ -797,7 +789,7 @@ static int handle_io(struct vireo_vcpu *vcpu, const struct vireo_exit *exit)
 	vcpu->vm->backend->get_sregs(vcpu, &s);
 	if (decode_at_rip(vcpu, &s, &insn) ||
 	    (insn.op != VIREO_OP_INS && insn.op != VIREO_OP_OUTS))
-		return emulation_failed(vcpu);
+		return vireo_emulation_failed(vcpu);
 	vcpu->pend.insn_len = insn.len;
 	vcpu->pend.addr_size = insn.addr_size;
 	vcpu->pend.rep = exit->io.rep;
@@ -838,10 +830,10 @@ static int handle_io(struct vireo_vcpu *vcpu, const struct vireo_exit *exit)
 			if (read_linear(vcpu, &s, la - (u64)i * exit->io.size,
 					dst + i * exit->io.size, exit->io.size,
 					0) != exit->io.size)
-				return emulation_failed(vcpu);
+				return vireo_emulation_failed(vcpu);
 	} else if (read_linear(vcpu, &s, la, vcpu->pio_data,
 			       n * exit->io.size, 0) != n * exit->io.size) {
-		return emulation_failed(vcpu);
+		return vireo_emulation_failed(vcpu);
 	}
 	vcpu->pending = VCPU_PENDING_PIO_OUT;
 	return 0;
@@ -899,95 +891,16 @@ static int complete_pio(struct vireo_vcpu *vcpu)
 			la += (u64)i * vcpu->pend.size;
 		if (write_linear(vcpu, &s, la, src + i * vcpu->pend.size,
 				 vcpu->pend.size))
-			return emulation_failed(vcpu) + 1;
+			return vireo_emulation_failed(vcpu) + 1;
 	}
 	finish_string(vcpu, VCPU_RDI, rep);
 	return 0;
 }
 
-/* ---- MMIO ---- */
-
-static void complete_mmio(struct vireo_vcpu *vcpu)
-{
-	u64 val = 0;
-
-	if (vcpu->pending == VCPU_PENDING_MMIO_READ) {
-		memcpy(&val, vcpu->run->mmio.data, vcpu->pend.size);
-		if (vcpu->pend.sign_extend)
-			val = (u64)sign_extend64(val, vcpu->pend.size * 8 - 1);
-		write_reg(vcpu, vcpu->pend.reg, vcpu->pend.high_byte,
-			  vcpu->pend.dst_size, val);
-	}
-	vcpu->rip += vcpu->pend.insn_len;
-}
-
-/* An access the kernel serves: the local APIC, the IOAPIC, ioeventfds. */
-static bool mmio_in_kernel(struct vireo_vcpu *vcpu, u64 gpa, void *data,
-			   int len, bool write)
-{
-	if (vcpu->apic && (vireo_lapic_mmio(vcpu, gpa, data, len, write) ||
-			   vireo_ioapic_mmio(vcpu->vm, gpa, data, len, write)))
-		return true;
-	return write && vireo_ioeventfd_write(vcpu->vm, true, gpa, len, data);
-}
-
-static int handle_mmio(struct vireo_vcpu *vcpu, u64 gpa)
-{
-	struct kvm_run *run = vcpu->run;
-	struct vireo_insn insn;
-	struct kvm_sregs s;
-	u64 val;
-
-	vcpu->vm->backend->get_sregs(vcpu, &s);
-	if (decode_at_rip(vcpu, &s, &insn))
-		return emulation_failed(vcpu);
-
-	memset(&vcpu->pend, 0, sizeof(vcpu->pend));
-	vcpu->pend.insn_len = insn.len;
-	vcpu->pend.size = insn.mem_size;
-	run->exit_reason = KVM_EXIT_MMIO;
-	run->mmio.phys_addr = gpa;
-	run->mmio.len = insn.mem_size;
-	memset(run->mmio.data, 0, sizeof(run->mmio.data));
-
-	switch (insn.op) {
-	case VIREO_OP_STORE:
-	case VIREO_OP_STORE_IMM:
-		if (insn.op == VIREO_OP_STORE)
-			val = read_reg(vcpu, insn.reg, insn.high_byte,
-				       insn.mem_size);
-		else
-			val = insn.imm;
-		memcpy(run->mmio.data, &val, insn.mem_size);
-		run->mmio.is_write = 1;
-		vcpu->pending = VCPU_PENDING_MMIO_WRITE;
-		break;
-	case VIREO_OP_LOAD:
-	case VIREO_OP_LOAD_ZX:
-	case VIREO_OP_LOAD_SX:
-		run->mmio.is_write = 0;
-		vcpu->pend.reg = insn.reg;
-		vcpu->pend.high_byte = insn.high_byte;
-		vcpu->pend.sign_extend = insn.op == VIREO_OP_LOAD_SX;
-		vcpu->pend.dst_size = insn.op == VIREO_OP_LOAD ?
-				      insn.mem_size : insn.op_size;
-		vcpu->pending = VCPU_PENDING_MMIO_READ;
-		break;
-	default:
-		return emulation_failed(vcpu);
-	}
-	if (!mmio_in_kernel(vcpu, gpa, run->mmio.data, insn.mem_size,
-			    run->mmio.is_write))
-		return 0;
-	/* done here: finish the instruction as userspace would have */
-	complete_mmio(vcpu);
-	vcpu->pending = VCPU_PENDING_NONE;
-	return 1;
-}
-
 /*
  * Whatever the last exit to userspace left: finish it now.  Non-zero
- * when that failed and run->exit_reason says why.
+ * when the VMM must see run->exit_reason first: the finish failed, or
+ * the instruction needs another exit (the next piece of an MMIO access).
  */
 static int complete_pending(struct vireo_vcpu *vcpu)
 {
@@ -1004,9 +917,9 @@ static int complete_pending(struct vireo_vcpu *vcpu)
 		break;
 	case VCPU_PENDING_MMIO_READ:
 	case VCPU_PENDING_MMIO_WRITE:
+		/* it may leave another exit pending */
 		vcpu->pending = p;
-		complete_mmio(vcpu);
-		vcpu->pending = VCPU_PENDING_NONE;
+		ret = vireo_complete_mmio(vcpu);
 		break;
 	default:
 		break;
@@ -1084,7 +997,7 @@ static u64 linear_rip(struct vireo_vcpu *vcpu)
 	struct kvm_sregs s;
 
 	vcpu->vm->backend->get_sregs(vcpu, &s);
-	return cpu_mode(vcpu, &s) == VIREO_MODE_64 ? vcpu->rip :
+	return vireo_cpu_mode(vcpu, &s) == VIREO_MODE_64 ? vcpu->rip :
 	       (u32)(s.cs.base + vcpu->rip);
 }
 
@@ -1143,7 +1056,7 @@ static int handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		ret = vireo_tdp_map(vcpu->vm, exit->tdp.gpa, exit->tdp.write);
 		if (ret == -ENOENT) {
 			exit->tdp.mmio = 1;
-			return handle_mmio(vcpu, exit->tdp.gpa);
+			return vireo_handle_mmio(vcpu, exit->tdp.gpa);
 		}
 		return ret ? ret : 1;
 	case VIREO_EXIT_HLT:
@@ -1441,22 +1354,28 @@ int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu)
 	int repeats = 0;
 	int ret;
 
+	/* the guest's FPU, for the emulator's SSE moves too */
+	fpu_swap_kvm_fpstate(&vcpu->guest_fpu, true);
 	/* an exit that could not be finished goes back to userspace */
 	ret = complete_pending(vcpu);
 	if (vcpu->rip != rip)
 		end_shadow(vcpu);
-	if (ret)
-		return 0;
+	if (ret) {
+		ret = 0;
+		goto out;
+	}
 	vcpu->has_run = true;
 	/* as KVM: a VM with no memory at all cannot run */
-	if (!READ_ONCE(vcpu->vm->nr_slots))
-		return -ENOSPC;
+	if (!READ_ONCE(vcpu->vm->nr_slots)) {
+		ret = -ENOSPC;
+		goto out;
+	}
 	if (vireo_run_immediate_exit(run)) {
 		run->exit_reason = KVM_EXIT_INTR;
-		return -EINTR;
+		ret = -EINTR;
+		goto out;
 	}
 
-	fpu_swap_kvm_fpstate(&vcpu->guest_fpu, true);
 	/* as KVM: an AP never started sleeps once, then says try again */
 	if (vcpu->apic && vcpu->mp_state == KVM_MP_STATE_UNINITIALIZED) {
 		ret = vcpu_block(vcpu);

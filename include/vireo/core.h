@@ -3,6 +3,7 @@
 #ifndef _VIREO_CORE_H
 #define _VIREO_CORE_H
 
+#include <vireo/insn.h>
 #include <vireo/vireo.h>
 
 /* arch/x86/hw.c: virtualization on all CPUs, through hotplug and suspend */
@@ -35,6 +36,20 @@ void vireo_arch_vcpu_reset(struct vireo_vcpu *vcpu);
 int vireo_arch_vcpu_run(struct vireo_vcpu *vcpu);
 long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 			   unsigned long arg);
+/* The CPU mode of the guest's code segment. */
+enum vireo_cpu_mode vireo_cpu_mode(struct vireo_vcpu *vcpu,
+				   const struct kvm_sregs *s);
+/* The bytes at the guest's CS:RIP (up to 15); how many could be read. */
+unsigned int vireo_fetch_insn(struct vireo_vcpu *vcpu,
+			      const struct kvm_sregs *s,
+			      u8 bytes[VIREO_INSN_MAX_LEN]);
+/* Set up KVM_EXIT_INTERNAL_ERROR (emulation) at RIP; returns 0. */
+int vireo_emulation_failed(struct vireo_vcpu *vcpu);
+
+/* arch/x86/mmio.c: 1 to enter the guest again, 0 to exit to the VMM */
+int vireo_handle_mmio(struct vireo_vcpu *vcpu, u64 gpa);
+/* after KVM_EXIT_MMIO: 0 to go on into the guest, 1 to exit again */
+int vireo_complete_mmio(struct vireo_vcpu *vcpu);
 
 /* arch/x86/cpuid.c */
 long vireo_get_supported_cpuid(struct kvm_cpuid2 __user *argp);

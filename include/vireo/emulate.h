@@ -39,6 +39,13 @@ enum vireo_emu_result {
 	 * (ops->cmpxchg failed): nothing changed, execute it again.
 	 */
 	VIREO_EMU_RETRY,
+	/*
+	 * A memory callback must leave for the VMM first (an MMIO access
+	 * the kernel does not serve): like VIREO_EMU_FAULT nothing of the
+	 * instruction took effect beyond the REP iterations it completed,
+	 * and executing it again once the VMM has answered carries on.
+	 */
+	VIREO_EMU_EXIT,
 };
 
 /* Most iterations of a REP string instruction in one call. */
@@ -46,6 +53,7 @@ enum vireo_emu_result {
 
 /* Exception vectors the emulator raises itself. */
 #define VIREO_EMU_UD		6
+#define VIREO_EMU_NM		7
 #define VIREO_EMU_SS		12
 #define VIREO_EMU_GP		13
 #define VIREO_EMU_PF		14
@@ -72,7 +80,8 @@ struct vireo_emu_ctxt;
 
 /*
  * Memory callbacks.  @la is a guest-linear address (segment base added,
- * canonical in 64-bit mode); @val is @bytes (1-8) little-endian bytes.
+ * canonical in 64-bit mode); @val is @bytes (1-8, or 16 for the SSE
+ * moves) little-endian bytes.
  * Each returns VIREO_EMU_OK, or VIREO_EMU_FAULT after filling
  * ctxt->fault (vireo_emu_set_fault()), or VIREO_EMU_UNHANDLED when the
  * access cannot be done here (the emulator then gives up on the
@@ -92,6 +101,17 @@ struct vireo_emu_ops {
 	enum vireo_emu_result (*cmpxchg)(struct vireo_emu_ctxt *ctxt, u64 la,
 					 const void *old, const void *new,
 					 unsigned int bytes);
+	/*
+	 * Optional: the 16 bytes of XMM register @reg (0-15).  Without
+	 * them the SSE moves are VIREO_EMU_UNHANDLED.  They may answer
+	 * VIREO_EMU_FAULT (#UD without CR4.OSFXSR or with CR0.EM, #NM with
+	 * CR0.TS); the emulator writes an XMM register last, after every
+	 * memory access succeeded.
+	 */
+	enum vireo_emu_result (*read_xmm)(struct vireo_emu_ctxt *ctxt,
+					  unsigned int reg, void *val);
+	enum vireo_emu_result (*write_xmm)(struct vireo_emu_ctxt *ctxt,
+					   unsigned int reg, const void *val);
 };
 
 struct vireo_emu_ctxt {
@@ -115,6 +135,12 @@ struct vireo_emu_ctxt {
 	const struct vireo_emu_ops *ops;
 	void *priv;		/* for the callbacks */
 	struct vireo_emu_fault fault;	/* set with VIREO_EMU_FAULT */
+	/*
+	 * REP iterations this call completed and committed to regs[] so
+	 * far (vireo_emulate_insn() zeroes it): a callback sees it grow
+	 * when the accesses it is asked for belong to a new iteration.
+	 */
+	u32 iterations;
 };
 
 static inline enum vireo_emu_result

@@ -174,9 +174,19 @@ enum vireo_pending {
 	VCPU_PENDING_NONE,
 	VCPU_PENDING_PIO_IN,	/* copy pio data into RAX or memory */
 	VCPU_PENDING_PIO_OUT,	/* advance past the OUT/OUTS */
-	VCPU_PENDING_MMIO_READ,	/* copy run->mmio.data into a register */
-	VCPU_PENDING_MMIO_WRITE,/* advance past the store */
+	VCPU_PENDING_MMIO_READ,	/* run the instruction again with the data */
+	VCPU_PENDING_MMIO_WRITE,/* the next piece, or the rest of a REP */
 };
+
+/* A piece of an MMIO access, at most 8 bytes within one page. */
+struct vireo_mmio_frag {
+	u64 gpa;
+	u8 len;
+	u8 data[8];
+};
+
+/* Pieces of one instruction's (one REP iteration's) reads or write */
+#define VIREO_MMIO_FRAGS	4
 
 struct vireo_vcpu {
 	struct vireo_vm *vm;
@@ -206,16 +216,25 @@ struct vireo_vcpu {
 	enum vireo_pending pending;
 	struct {
 		u8 size;	/* access size in bytes */
-		u8 reg;		/* destination register (MMIO read) */
-		u8 high_byte;	/* AH/CH/DH/BH */
-		u8 sign_extend;	/* MOVSX */
-		u8 dst_size;	/* register width written (MMIO read) */
 		u32 insn_len;	/* to add to RIP when done */
 		u32 count;	/* string I/O: elements transferred */
 		u64 gva;	/* string INS: where the data goes */
 		u8 addr_size;	/* string I/O: 2, 4 or 8 */
 		u8 rep;		/* string I/O with a REP prefix */
 	} pend;
+
+	/* The instruction the emulator runs against MMIO: arch/x86/mmio.c */
+	struct {
+		/* reads the VMM answered, replayed in order */
+		struct vireo_mmio_frag rd[VIREO_MMIO_FRAGS];
+		u8 nr_rd, used_rd;
+		bool ask_read;		/* rd[nr_rd] goes to the VMM */
+		/* writes for the VMM, in order */
+		struct vireo_mmio_frag wr[VIREO_MMIO_FRAGS];
+		u8 nr_wr, next_wr;
+		bool again;		/* not finished: run it again after */
+		u32 iteration;		/* of a REP, that rd[] belongs to */
+	} mmio;
 
 	struct vireo_exit exit;
 
