@@ -144,6 +144,8 @@ static long vireo_dev_ioctl(struct file *filp, unsigned int ioctl,
 		return vireo_get_msr_feature_index_list((void __user *)arg);
 	case KVM_GET_MSRS:
 		return vireo_get_feature_msrs((void __user *)arg);
+	case KVM_X86_GET_MCE_CAP_SUPPORTED:
+		return vireo_get_mce_cap_supported((void __user *)arg);
 	case VIREO_GET_BACKEND:
 		mutex_lock(&backend_lock);
 		ret = backend ? backend->id : VIREO_BACKEND_NONE;

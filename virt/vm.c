@@ -79,6 +79,8 @@ long vireo_check_extension(struct vireo_vm *vm, long cap)
 		return VIREO_MAX_VCPU_ID;
 	case KVM_CAP_MULTI_ADDRESS_SPACE:
 		return 1;
+	case KVM_CAP_MCE:
+		return VIREO_MCE_BANKS;
 	default:
 		return 0;
 	}

@@ -383,6 +383,27 @@ bool vireo_cpuid_has(struct vireo_vcpu *vcpu, u32 leaf, u32 sub, int reg,
 }
 
 /*
+ * CPUID.(0DH,0).EBX: the size of the XSAVE area for the features the
+ * guest's XCR0 enables now (the legacy area and header, then each
+ * component at the offset the table gives).
+ */
+static u32 xsave_size_for(struct vireo_vcpu *vcpu, u64 xcr0)
+{
+	const struct kvm_cpuid_entry2 *c;
+	u32 size = 512 + 64;
+	int i;
+
+	for (i = 2; i < 64; i++) {
+		if (!(xcr0 & BIT_ULL(i)))
+			continue;
+		c = find_entry(vcpu, 0xd, i);
+		if (c && c->eax && c->ebx + c->eax > size)
+			size = c->ebx + c->eax;
+	}
+	return size;
+}
+
+/*
  * The guest executed CPUID: answer from the VMM's table.  A leaf the
  * table lacks reads as zeros, except that on an Intel guest a basic leaf
  * above the highest one answers like the highest one; with no table at
@@ -411,6 +432,9 @@ void vireo_emulate_cpuid(struct vireo_vcpu *vcpu, bool guest_osxsave)
 			if (guest_osxsave && (e->ecx & BIT(26)))
 				ecx |= BIT(27);
 		}
+		/* as the CPU: the size follows XCR0 (KVM does the same) */
+		if (e->function == 0xd && e->index == 0 && ebx)
+			ebx = xsave_size_for(vcpu, vcpu->xcr0);
 	}
 	vcpu->regs[VCPU_RAX] = eax;
 	vcpu->regs[VCPU_RBX] = ebx;

@@ -33,7 +33,12 @@ MODULE_PARM_DESC(ignore_msrs, "Answer guest accesses to unknown MSRs with 0 / ig
 #define MSR_KVM_WALL_CLOCK_NEW_	0x4b564d00
 #define MSR_KVM_SYSTEM_TIME_NEW_	0x4b564d01
 #define MAX_IO_MSRS		256
-#define MCG_CAP_NONE		0
+/* MCG_CAP: MCG_CTL present, software error recovery; banks in 7:0 */
+#define MCG_CTL_P_		BIT_ULL(8)
+#define MCG_SER_P_		BIT_ULL(24)
+#define MCE_CAP_SUPPORTED	(MCG_CTL_P_ | MCG_SER_P_)
+#define MCG_BANKS		0xffULL
+#define MCG_EXT_CNT		GENMASK_ULL(23, 16)
 #define MTRR_CAP_VALUE		(VIREO_MTRR_VAR | BIT(8) | BIT(10))
 #define MISC_ENABLE_DEFAULT	(MSR_IA32_MISC_ENABLE_FAST_STRING | \
 				 MSR_IA32_MISC_ENABLE_BTS_UNAVAIL | \
@@ -262,6 +267,7 @@ static u64 vm_kvmclock(struct vireo_vm *vm, u64 *host_tsc)
 
 void vireo_vm_init_clock(struct vireo_vm *vm)
 {
+	spin_lock_init(&vm->tsc_lock);
 	vm->kvmclock_tsc = rdtsc();
 	vm->kvmclock_ns = 0;
 	vm->tsc_offset = -vm->kvmclock_tsc;
@@ -405,6 +411,65 @@ void vireo_msrs_reset(struct vireo_vcpu *vcpu)
 	m->feat_ctl = FEAT_CTL_LOCKED;
 }
 
+/*
+ * The offset that makes the guest's TSC read @data now.  A VMM sets
+ * every vCPU's TSC to the same value one after the other (QEMU writes
+ * 0 to each at reset): as KVM, the VMM writing 0 again, or the same
+ * value within a second, means the same offset, or the guest would see
+ * its TSCs out of step and give up on them.
+ */
+static u64 tsc_offset_for(struct vireo_vcpu *vcpu, u64 data, bool host)
+{
+	struct vireo_vm *vm = vcpu->vm;
+	u64 now = ktime_get_ns(), offset;
+
+	spin_lock(&vm->tsc_lock);
+	if (host && vm->tsc_write_ns && data == vm->tsc_write_data &&
+	    (!data || now - vm->tsc_write_ns < NSEC_PER_SEC)) {
+		offset = vm->tsc_write_offset;
+	} else {
+		offset = data - rdtsc();
+		if (host) {
+			vm->tsc_write_data = data;
+			vm->tsc_write_offset = offset;
+			vm->tsc_write_ns = now;
+		}
+	}
+	spin_unlock(&vm->tsc_lock);
+	return offset;
+}
+
+/* ---- machine checks ---- */
+
+/* KVM_X86_GET_MCE_CAP_SUPPORTED on the device fd */
+long vireo_get_mce_cap_supported(void __user *argp)
+{
+	u64 cap = MCE_CAP_SUPPORTED;
+
+	return copy_to_user(argp, &cap, sizeof(cap)) ? -EFAULT : 0;
+}
+
+/* KVM_X86_SETUP_MCE: the vCPU's MCG_CAP, with 1 to 32 banks */
+long vireo_setup_mce(struct vireo_vcpu *vcpu, void __user *argp)
+{
+	unsigned int banks, i;
+	u64 cap;
+
+	if (copy_from_user(&cap, argp, sizeof(cap)))
+		return -EFAULT;
+	banks = cap & MCG_BANKS;
+	if (!banks || banks > VIREO_MCE_BANKS ||
+	    (cap & ~(MCE_CAP_SUPPORTED | MCG_BANKS | MCG_EXT_CNT)))
+		return -EINVAL;
+	memset(&vcpu->mce, 0, sizeof(vcpu->mce));
+	vcpu->mce.cap = cap;
+	if (cap & MCG_CTL_P_)
+		vcpu->mce.ctl = ~0ULL;
+	for (i = 0; i < banks; i++)
+		vcpu->mce.banks[4 * i] = ~0ULL;
+	return 0;
+}
+
 /* ---- one MSR ---- */
 
 static bool mtrr_type_ok(u8 t)
@@ -464,11 +529,23 @@ static int core_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data,
 		return 0;
 	case MSR_IA32_PLATFORM_ID:
 	case MSR_IA32_EBL_CR_POWERON:
+		*data = 0;
+		return 0;
 	case MSR_IA32_MCG_CAP:
-		*data = MCG_CAP_NONE;
+		*data = vcpu->mce.cap;
 		return 0;
 	case MSR_IA32_MCG_STATUS:
 		*data = m->mcg_status;
+		return 0;
+	case MSR_IA32_MCG_CTL:
+		if (!(vcpu->mce.cap & MCG_CTL_P_))
+			return 1;
+		*data = vcpu->mce.ctl;
+		return 0;
+	case MSR_IA32_MC0_CTL ... MSR_IA32_MCx_MISC(VIREO_MCE_BANKS - 1):
+		if (index - MSR_IA32_MC0_CTL >= 4 * (vcpu->mce.cap & MCG_BANKS))
+			return 1;
+		*data = vcpu->mce.banks[index - MSR_IA32_MC0_CTL];
 		return 0;
 	case MTRR_CAP:
 		*data = MTRR_CAP_VALUE;
@@ -510,6 +587,15 @@ static int core_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data,
 	case MSR_AMD64_DE_CFG:
 		*data = m->de_cfg;
 		return 0;
+	/*
+	 * AMD's system and northbridge configuration, which Linux reads
+	 * and tweaks at boot: nothing is configurable here, all reads 0.
+	 */
+	case MSR_AMD64_SYSCFG:
+	case MSR_AMD64_NB_CFG:
+	case MSR_FAM10H_MMIO_CONF_BASE:
+		*data = 0;
+		return 0;
 	case MSR_KVM_SYSTEM_TIME_NEW_:
 	case MSR_KVM_SYSTEM_TIME_OLD:
 		*data = m->kvmclock_system_time;
@@ -531,7 +617,7 @@ static int core_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 
 	switch (index) {
 	case MSR_IA32_TSC:
-		m->tsc_offset = data - rdtsc();
+		m->tsc_offset = tsc_offset_for(vcpu, data, host);
 		m->kvmclock_update = true;
 		return 0;
 	case MSR_IA32_APICBASE:
@@ -555,6 +641,32 @@ static int core_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 		return 0;
 	case MSR_IA32_MCG_STATUS:
 		m->mcg_status = data;
+		return 0;
+	case MSR_IA32_MCG_CAP:
+		/* the VMM may restore it, with the banks it set up */
+		if (!host || (data & MCG_BANKS) != (vcpu->mce.cap & MCG_BANKS) ||
+		    (data & ~(MCE_CAP_SUPPORTED | MCG_BANKS | MCG_EXT_CNT)))
+			return -EINVAL;
+		vcpu->mce.cap = data;
+		return 0;
+	case MSR_IA32_MCG_CTL:
+		if (!(vcpu->mce.cap & MCG_CTL_P_))
+			return 1;
+		if (data && data != ~0ULL)
+			return -EINVAL;
+		vcpu->mce.ctl = data;
+		return 0;
+	case MSR_IA32_MC0_CTL ... MSR_IA32_MCx_MISC(VIREO_MCE_BANKS - 1):
+		slot = index - MSR_IA32_MC0_CTL;
+		if (slot >= 4 * (vcpu->mce.cap & MCG_BANKS))
+			return 1;
+		/* MCi_CTL: all or nothing (AMD's MC4_CTL may keep bit 10 off) */
+		if (slot % 4 == 0 && data && (data | BIT_ULL(10)) != ~0ULL)
+			return -EINVAL;
+		/* MCi_STATUS: software may only clear it */
+		if (slot % 4 == 1 && data && !host)
+			return -EINVAL;
+		vcpu->mce.banks[slot] = data;
 		return 0;
 	case MTRR_CAP:
 		return host && data == MTRR_CAP_VALUE ? 0 : -EINVAL;
@@ -617,6 +729,11 @@ static int core_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 	case MSR_AMD64_DE_CFG:
 		m->de_cfg = data;
 		return 0;
+	case MSR_AMD64_SYSCFG:
+	case MSR_AMD64_NB_CFG:
+	case MSR_FAM10H_MMIO_CONF_BASE:
+		return 0;	/* ignored, as KVM */
+
 	case MSR_KVM_SYSTEM_TIME_NEW_:
 	case MSR_KVM_SYSTEM_TIME_OLD:
 		m->kvmclock_system_time = data;

@@ -166,6 +166,14 @@ static void set_regs(struct vireo_vcpu *vcpu, const struct kvm_regs *r)
 	vcpu->regs[VCPU_R13] = r->r13;
 	vcpu->regs[VCPU_R14] = r->r14;
 	vcpu->regs[VCPU_R15] = r->r15;
+	/*
+	 * As KVM: port I/O the VMM moved RIP away from is not finished
+	 * (QEMU's kvmvapic does that, reading the registers during an
+	 * exit and writing them back).
+	 */
+	if (r->rip != vcpu->rip && (vcpu->pending == VCPU_PENDING_PIO_IN ||
+				    vcpu->pending == VCPU_PENDING_PIO_OUT))
+		vcpu->pending = VCPU_PENDING_NONE;
 	vcpu->rip = r->rip;
 	vcpu->rflags = r->rflags | RFLAGS_FIXED;
 	/* new registers: whatever a previous exit left to finish is moot */
@@ -516,6 +524,23 @@ long vireo_arch_vcpu_ioctl(struct vireo_vcpu *vcpu, unsigned int ioctl,
 		if (!vcpu->apic)
 			return -EINVAL;
 		return lapic_ioctl(vcpu, ioctl == KVM_SET_LAPIC, argp);
+	case KVM_X86_SETUP_MCE:
+		return vireo_setup_mce(vcpu, argp);
+	case KVM_SET_VAPIC_ADDR: {
+		struct kvm_vapic_addr va;
+
+		/*
+		 * QEMU's kvmvapic sets it at every reset.  The page is only
+		 * used with TPR access reporting, which Vireo does not
+		 * offer: the address is kept, nothing is synced to it.
+		 */
+		if (!vcpu->apic)
+			return -EINVAL;
+		if (copy_from_user(&va, argp, sizeof(va)))
+			return -EFAULT;
+		vcpu->vapic_addr = va.vapic_addr;
+		return 0;
+	}
 	case KVM_GET_MP_STATE:
 	case KVM_SET_MP_STATE:
 		return mp_state_ioctl(vcpu, ioctl == KVM_SET_MP_STATE, argp);
@@ -771,8 +796,18 @@ static int handle_io(struct vireo_vcpu *vcpu, const struct vireo_exit *exit)
 			vcpu->pending = VCPU_PENDING_PIO_OUT;
 		}
 		if (!pio_in_kernel(vcpu, exit->io.port, vcpu->pio_data,
-				   exit->io.size, !exit->io.in))
+				   exit->io.size, !exit->io.in)) {
+			/*
+			 * KVM's OUT_7E_INC_RIP quirk: QEMU's kvmvapic ROM
+			 * expects RIP past its OUT to port 0x7e when QEMU
+			 * reads the registers during the exit.
+			 */
+			if (!exit->io.in && exit->io.port == 0x7e) {
+				vcpu->rip += len;
+				vcpu->pending = VCPU_PENDING_NONE;
+			}
 			return 0;
+		}
 		/* done here: finish the instruction as userspace would have */
 		if (exit->io.in) {
 			u64 val = 0;

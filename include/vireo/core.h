@@ -83,6 +83,8 @@ long vireo_msrs_ioctl(struct vireo_vcpu *vcpu, void __user *argp, bool set);
 int vireo_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data, bool host);
 int vireo_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data, bool host);
 void vireo_msrs_reset(struct vireo_vcpu *vcpu);
+long vireo_get_mce_cap_supported(void __user *argp);
+long vireo_setup_mce(struct vireo_vcpu *vcpu, void __user *argp);
 void vireo_uret_cpu_down(void);
 void vireo_vm_init_clock(struct vireo_vm *vm);
 int vireo_get_clock(struct vireo_vm *vm, void __user *argp);

@@ -98,6 +98,9 @@ struct vireo_vm {
 	u64 kvmclock_tsc;
 	u64 kvmclock_ns;
 	u64 tsc_offset;		/* of new vCPUs: guest TSCs start at 0 */
+	/* the VMM's last write of a TSC, to match the next vCPU's (msr.c) */
+	spinlock_t tsc_lock;
+	u64 tsc_write_data, tsc_write_offset, tsc_write_ns;
 
 	/*
 	 * The in-kernel irqchip (include/vireo/irq.h): NULL until
@@ -149,6 +152,16 @@ struct vireo_event {
 /* The MSRs a guest's OS needs that the core keeps (arch/x86/msr.c). */
 #define VIREO_MTRR_VAR		8
 #define VIREO_MTRR_FIXED	11
+
+/* Machine-check banks a vCPU may have (KVM_CAP_MCE) */
+#define VIREO_MCE_BANKS		32
+
+/* Machine-check state (KVM_X86_SETUP_MCE), kept across INIT */
+struct vireo_mce {
+	u64 cap;		/* MCG_CAP; 0 until the VMM sets it up */
+	u64 ctl;		/* MCG_CTL */
+	u64 banks[4 * VIREO_MCE_BANKS];	/* MCi_CTL, _STATUS, _ADDR, _MISC */
+};
 
 struct vireo_msrs {
 	u64 apic_base;
@@ -239,6 +252,8 @@ struct vireo_vcpu {
 	struct vireo_exit exit;
 
 	struct vireo_msrs msr;
+	struct vireo_mce mce;
+	u64 vapic_addr;		/* KVM_SET_VAPIC_ADDR, unused */
 	u64 xcr0;
 	u32 mp_state;		/* KVM_MP_STATE_* */
 
