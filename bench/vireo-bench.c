@@ -21,12 +21,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -40,7 +44,13 @@
 #define GUEST_PML4	0x1000ULL
 #define GUEST_PDPT	0x2000ULL
 #define GUEST_PD	0x3000ULL	/* 512 x 2 MiB: the first GiB */
+#define GUEST_GDT	0x4000ULL	/* null, 64-bit code 0x8, data 0x10 */
+#define GUEST_IDT	0x5000ULL	/* 256 interrupt gates */
+#define GUEST_DATA	0x6000ULL	/* the irqchip guests' counters */
+#define GUEST_PD_APIC	0x7000ULL	/* 3-4 GiB: the IOAPIC and the APIC */
 #define GUEST_CODE	0x8000ULL
+#define GUEST_STACK0	(LOW_SIZE - 16)		/* vCPU 0 */
+#define GUEST_STACK1	(LOW_SIZE / 2 - 16)	/* vCPU 1 */
 #define TOUCH_GPA	0x10000000ULL	/* slot 1: the touched memory */
 #define TOUCH_SIZE	(64ULL << 20)
 #define TOUCH_PAGES	(TOUCH_SIZE / 4096)
@@ -50,6 +60,16 @@
 /* Must match guest.S */
 #define BENCH_IO_PORT	0xe0
 #define BENCH_FAIL_PORT	0xe1
+#define BENCH_DONE_PORT	0xe2
+#define VEC_PING	0x40	/* vCPU 0 to vCPU 1 */
+#define VEC_PONG	0x41	/* and back */
+#define VEC_TIMER	0x50
+#define VEC_IRQFD	0x60
+
+/* The words the guests' handlers count in, at GUEST_DATA */
+struct guest_data {
+	uint32_t pings, pongs, stop, timer, irqfd;
+};
 
 /* How often each measurement is repeated; the fastest one is kept. */
 #define REPEAT		5
@@ -61,15 +81,24 @@
 /* One page in DIRTY_STRIDE is dirtied: 10 % */
 #define DIRTY_STRIDE	10
 #define DIRTY_ROUNDS	5
+/* Interrupts per measured guest run (and twice as many) */
+#define IRQ_ROUNDS	200
+/* The IOAPIC pin the irqfd raises: no PIC input, no device on it */
+#define IRQFD_GSI	16
+/* A guest of the irqchip benchmarks that takes longer is stuck */
+#define WATCHDOG_S	20
 
 extern const uint8_t guest_code[], guest_code_end[];
 extern const uint8_t g_hlt[], g_cpuid[], g_vmmcall[], g_vmcall[], g_out[],
 	g_mmio[], g_touch[];
+extern const uint8_t g_ipi_ping[], g_ipi_pong[], g_apic_timer[], g_irqfd[],
+	g_vectors[], h_ping[], h_pong[], h_timer[], h_irqfd[];
 
 /* What an operation came to */
 enum result { MEASURED, UNSUPPORTED, FAILED };
 
-static char why[256];	/* the reason for UNSUPPORTED or FAILED */
+#define WHY_LEN		256
+static char why[WHY_LEN];	/* the reason for UNSUPPORTED or FAILED */
 
 static __printf(2, 3) enum result set_why(enum result r, const char *fmt, ...)
 {
@@ -79,6 +108,16 @@ static __printf(2, 3) enum result set_why(enum result r, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	return r;
+}
+
+/* set_why() for a thread of its own: into @err, WHY_LEN bytes */
+static __printf(2, 3) void set_err(char *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, WHY_LEN, fmt, ap);
+	va_end(ap);
 }
 
 struct dev {
@@ -117,20 +156,64 @@ static uint64_t code_gpa(const uint8_t *snippet)
 
 /* ---- setting up guests ---- */
 
-/* Identity tables for the first GiB (2 MiB pages) and the code. */
+/*
+ * The GDT that the segments of dev_open() describe, for what reloads
+ * them (an interrupt, IRETQ), and an IDT of interrupt gates: every
+ * vector to its stub in g_vectors, which reports it, but those of the
+ * irqchip benchmarks.
+ */
+static void build_tables(uint8_t *low)
+{
+	static const struct {
+		int vector;
+		const uint8_t *handler;
+	} handlers[] = {
+		{ VEC_PING, h_ping }, { VEC_PONG, h_pong },
+		{ VEC_TIMER, h_timer }, { VEC_IRQFD, h_irqfd },
+	};
+	uint64_t *gdt = (uint64_t *)(low + GUEST_GDT);
+	uint64_t *idt = (uint64_t *)(low + GUEST_IDT);
+	uint64_t off;
+	size_t k;
+	int i;
+
+	gdt[0] = 0;
+	gdt[1] = 0x00af9b000000ffffULL;	/* code: P, S, type 0xb, L, G */
+	gdt[2] = 0x00cf93000000ffffULL;	/* data: P, S, type 0x3, D/B, G */
+	for (i = 0; i < 256; i++) {
+		off = code_gpa(g_vectors) + 16 * i;
+		for (k = 0; k < ARRAY_SIZE(handlers); k++)
+			if (handlers[k].vector == i)
+				off = code_gpa(handlers[k].handler);
+		/* selector 0x8, present, DPL 0, 64-bit interrupt gate */
+		idt[2 * i] = (off & 0xffff) | 0x8 << 16 | 0x8eULL << 40 |
+			     (off >> 16 & 0xffff) << 48;
+		idt[2 * i + 1] = off >> 32;
+	}
+}
+
+/*
+ * Identity tables (2 MiB pages) for the first GiB and for the fourth,
+ * where the IOAPIC and the local APIC are (uncached), and the code.
+ */
 static void build_low(uint8_t *low)
 {
 	uint64_t *pml4 = (uint64_t *)(low + GUEST_PML4);
 	uint64_t *pdpt = (uint64_t *)(low + GUEST_PDPT);
 	uint64_t *pd = (uint64_t *)(low + GUEST_PD);
+	uint64_t *pd_apic = (uint64_t *)(low + GUEST_PD_APIC);
 	int i;
 
 	/* present, writable; accessed and dirty already set */
 	pml4[0] = GUEST_PDPT | 0x23;
 	pdpt[0] = GUEST_PD | 0x23;
-	for (i = 0; i < 512; i++)
+	pdpt[3] = GUEST_PD_APIC | 0x23;
+	for (i = 0; i < 512; i++) {
 		pd[i] = ((uint64_t)i << 21) | 0xe3;	/* + PS, D */
+		pd_apic[i] = (3ULL << 30 | (uint64_t)i << 21) | 0xfb; /* + PCD, PWT */
+	}
 	memcpy(low + GUEST_CODE, guest_code, guest_code_end - guest_code);
+	build_tables(low);
 }
 
 static void flat_seg(struct kvm_segment *s, uint16_t sel, bool code)
@@ -265,6 +348,63 @@ static const char *exit_name(uint32_t reason)
 	return "?";
 }
 
+/* Exceptions that push an error code */
+static bool has_error_code(uint32_t vector)
+{
+	return vector == 8 || (vector >= 10 && vector <= 14) ||
+	       vector == 17 || vector == 21 || vector == 29 || vector == 30;
+}
+
+/*
+ * Say in @err what the unexpected exit in @run was.  A 4-byte OUT to
+ * BENCH_FAIL_PORT comes from a stub of g_vectors: the vector it was
+ * entered by, and, when the stack is in @low (slot 0, if not NULL),
+ * where the guest was then.
+ */
+static void describe_exit(int vcpu, struct kvm_run *run, const uint8_t *low,
+			  char *err)
+{
+	const uint8_t *p = (const uint8_t *)run + run->io.data_offset;
+	const uint64_t *frame;
+	struct kvm_regs regs;
+	uint32_t v;
+
+	if (run->exit_reason == KVM_EXIT_IO &&
+	    run->io.port == BENCH_FAIL_PORT && run->io.size == 4) {
+		memcpy(&v, p, sizeof(v));
+		if (!low || ioctl(vcpu, KVM_GET_REGS, &regs) ||
+		    regs.rsp > LOW_SIZE - 24 || regs.rsp % 8) {
+			set_err(err, "the guest took the unexpected vector %#x", v);
+			return;
+		}
+		frame = (const uint64_t *)(low + regs.rsp);
+		if (has_error_code(v))
+			set_err(err, "the guest took the unexpected vector %#x (error code %#llx) at RIP %#llx",
+				v, (unsigned long long)frame[0],
+				(unsigned long long)frame[1]);
+		else
+			set_err(err, "the guest took the unexpected vector %#x at RIP %#llx",
+				v, (unsigned long long)frame[0]);
+	} else if (run->exit_reason == KVM_EXIT_IO) {
+		set_err(err, "unexpected exit IO (port %#x dir %u size %u count %u)%s",
+			run->io.port, run->io.direction, run->io.size,
+			run->io.count, run->io.port == BENCH_FAIL_PORT ?
+			": the guest got a wrong answer" : "");
+	} else if (run->exit_reason == KVM_EXIT_MMIO) {
+		set_err(err, "unexpected exit MMIO (%#llx len %u write %u)",
+			(unsigned long long)run->mmio.phys_addr,
+			run->mmio.len, run->mmio.is_write);
+	} else if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR) {
+		set_err(err, "unexpected exit INTERNAL_ERROR (suberror %u, data %#llx %#llx)",
+			run->internal.suberror,
+			(unsigned long long)run->internal.data[0],
+			(unsigned long long)run->internal.data[1]);
+	} else {
+		set_err(err, "unexpected exit %s (%u)",
+			exit_name(run->exit_reason), run->exit_reason);
+	}
+}
+
 /*
  * KVM_RUN until the guest halts.  OUTs to BENCH_IO_PORT and MMIO writes
  * to MMIO_GPA are the exits the benchmarks ask for: they are checked,
@@ -306,23 +446,7 @@ static bool run_to_hlt(struct guest *g, uint64_t *user_exits)
 			(*user_exits)++;
 	}
 bad:
-	if (run->exit_reason == KVM_EXIT_IO)
-		set_why(FAILED, "unexpected exit IO (port %#x dir %u size %u count %u)%s",
-			run->io.port, run->io.direction, run->io.size,
-			run->io.count, run->io.port == BENCH_FAIL_PORT ?
-			": the guest got a wrong answer" : "");
-	else if (run->exit_reason == KVM_EXIT_MMIO)
-		set_why(FAILED, "unexpected exit MMIO (%#llx len %u write %u)",
-			(unsigned long long)run->mmio.phys_addr,
-			run->mmio.len, run->mmio.is_write);
-	else if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
-		set_why(FAILED, "unexpected exit INTERNAL_ERROR (suberror %u, data %#llx %#llx)",
-			run->internal.suberror,
-			(unsigned long long)run->internal.data[0],
-			(unsigned long long)run->internal.data[1]);
-	else
-		set_why(FAILED, "unexpected exit %s (%u)",
-			exit_name(run->exit_reason), run->exit_reason);
+	describe_exit(g->vcpu, run, NULL, why);
 	return false;
 }
 
@@ -793,16 +917,580 @@ static enum result bench_mem_kernel(struct dev *d, double *kib)
 	return mem_status;
 }
 
-/* ---- 6 and 7 ---- */
+/* ---- 6: the in-kernel irqchip ---- */
 
-static enum result irqchip_na(struct dev *d, double *ns)
+/*
+ * A guest that never gets its interrupt would halt in the kernel for
+ * good: alarm(WATCHDOG_S) sends SIGALRM, which only the main thread
+ * takes, to end its KVM_RUN or its wait.  A vCPU thread is stopped with
+ * immediate_exit and SIGUSR1.
+ */
+static volatile sig_atomic_t timed_out;
+
+static void on_signal(int sig)
 {
-	(void)ns;
+	if (sig == SIGALRM)
+		timed_out = 1;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;	/* no SA_RESTART: KVM_RUN returns */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+static void watchdog(bool on)
+{
+	timed_out = 0;
+	alarm(on ? WATCHDOG_S : 0);
+}
+
+/* Append to why */
+static __printf(1, 2) void add_why(const char *fmt, ...)
+{
+	size_t len = strlen(why);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why + len, sizeof(why) - len, fmt, ap);
+	va_end(ap);
+}
+
+struct vcpu {
+	int fd;
+	struct kvm_run *run;
+};
+
+/* A VM with the in-kernel irqchip, slot 0 and one or two vCPUs */
+struct irq_guest {
+	int vm, nr;
+	struct vcpu v[2];
+};
+
+static volatile struct guest_data *guest_data(struct dev *d)
+{
+	return (volatile struct guest_data *)(d->low + GUEST_DATA);
+}
+
+static void irq_close(struct dev *d, struct irq_guest *g)
+{
+	int i;
+
+	for (i = 0; i < g->nr; i++) {
+		if (g->v[i].run && g->v[i].run != MAP_FAILED)
+			munmap(g->v[i].run, d->run_size);
+		if (g->v[i].fd >= 0)
+			close(g->v[i].fd);
+	}
+	if (g->vm >= 0)
+		close(g->vm);
+	g->vm = -1;
+	g->nr = 0;
+}
+
+static enum result irqchip_supported(struct dev *d)
+{
 	if (ioctl(d->fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQCHIP) <= 0)
 		return set_why(UNSUPPORTED,
 			       "no in-kernel irqchip (KVM_CAP_IRQCHIP is not offered)");
-	return set_why(UNSUPPORTED, "vireo-bench does not measure irqchip operations yet");
+	return MEASURED;
 }
+
+/* Set up vCPU @i of @g in 64-bit mode, runnable; false with why set. */
+static bool irq_vcpu_setup(struct dev *d, struct irq_guest *g, int i)
+{
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+	struct vcpu *v = &g->v[i];
+	struct kvm_sregs s;
+	uint64_t apic_base;
+
+	v->run = mmap(NULL, d->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		set_why(FAILED, "mmap of vCPU %d: %s", i, strerror(errno));
+		return false;
+	}
+	if (ioctl(v->fd, KVM_SET_CPUID2, d->cpuid)) {
+		set_why(FAILED, "KVM_SET_CPUID2: %s", strerror(errno));
+		return false;
+	}
+	/* d->sregs but for IA32_APIC_BASE: each keeps its own BSP flag */
+	if (ioctl(v->fd, KVM_GET_SREGS, &s)) {
+		set_why(FAILED, "KVM_GET_SREGS: %s", strerror(errno));
+		return false;
+	}
+	apic_base = s.apic_base;
+	s = d->sregs;
+	s.apic_base = apic_base;
+	if (ioctl(v->fd, KVM_SET_SREGS, &s)) {
+		set_why(FAILED, "KVM_SET_SREGS: %s", strerror(errno));
+		return false;
+	}
+	/* an AP would wait for INIT and SIPI */
+	if (ioctl(v->fd, KVM_SET_MP_STATE, &mp)) {
+		set_why(FAILED, "KVM_SET_MP_STATE(RUNNABLE) of vCPU %d: %s", i,
+			strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* KVM_CREATE_IRQCHIP, slot 0, then @nr vCPUs; false with why set. */
+static bool irq_open(struct dev *d, struct irq_guest *g, int nr)
+{
+	g->nr = 0;
+	g->vm = ioctl(d->fd, KVM_CREATE_VM, 0);
+	if (g->vm < 0) {
+		set_why(FAILED, "KVM_CREATE_VM: %s", strerror(errno));
+		return false;
+	}
+	if (ioctl(g->vm, KVM_CREATE_IRQCHIP, 0)) {
+		set_why(FAILED, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		goto fail;
+	}
+	if (set_memory(g->vm, 0, 0, LOW_SIZE, d->low, 0)) {
+		set_why(FAILED, "slot 0: %s", strerror(errno));
+		goto fail;
+	}
+	while (g->nr < nr) {
+		g->v[g->nr].run = NULL;
+		g->v[g->nr].fd = ioctl(g->vm, KVM_CREATE_VCPU, g->nr);
+		g->nr++;
+		if (g->v[g->nr - 1].fd < 0) {
+			set_why(FAILED, "KVM_CREATE_VCPU %d: %s", g->nr - 1,
+				strerror(errno));
+			goto fail;
+		}
+		if (!irq_vcpu_setup(d, g, g->nr - 1))
+			goto fail;
+	}
+	return true;
+fail:
+	irq_close(d, g);
+	return false;
+}
+
+/*
+ * Enter @snippet on @v with the stack at @rsp and R8 = @r8.  The exit
+ * before (an OUT) is completed first, by a KVM_RUN with immediate_exit,
+ * as the API asks before the registers are changed.
+ */
+static bool vcpu_enter(struct vcpu *v, const uint8_t *snippet, uint64_t rsp,
+		       uint64_t r8, char *err)
+{
+	struct kvm_regs regs;
+	int ret;
+
+	v->run->immediate_exit = 1;
+	ret = ioctl(v->fd, KVM_RUN, 0);
+	v->run->immediate_exit = 0;
+	if (!ret || errno != EINTR) {
+		set_err(err, "KVM_RUN with immediate_exit: %s",
+			ret ? strerror(errno) : "the guest ran");
+		return false;
+	}
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = code_gpa(snippet);
+	regs.rflags = 2;
+	regs.rsp = rsp;
+	regs.r8 = r8;
+	if (ioctl(v->fd, KVM_SET_REGS, &regs)) {
+		set_err(err, "KVM_SET_REGS: %s", strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * KVM_RUN @v until its guest writes a byte to @port; any other exit
+ * fails, with the reason in @err, and so do the watchdog and another
+ * thread's worker_stop().
+ */
+static bool run_to_port(struct dev *d, struct vcpu *v, uint16_t port,
+			char *err)
+{
+	struct kvm_run *run = v->run;
+
+	for (;;) {
+		if (!ioctl(v->fd, KVM_RUN, 0))
+			break;
+		if (errno != EINTR) {
+			set_err(err, "KVM_RUN: %s", strerror(errno));
+			return false;
+		}
+		if (timed_out) {
+			set_err(err, "timed out after %d s", WATCHDOG_S);
+			return false;
+		}
+		if (__atomic_load_n(&run->immediate_exit, __ATOMIC_SEQ_CST)) {
+			set_err(err, "stopped");
+			return false;
+		}
+	}
+	if (run->exit_reason == KVM_EXIT_IO &&
+	    run->io.direction == KVM_EXIT_IO_OUT && run->io.port == port &&
+	    run->io.size == 1 && run->io.count == 1)
+		return true;
+	describe_exit(v->fd, run, d->low, err);
+	return false;
+}
+
+/*
+ * A vCPU run by a thread of its own.  The thread posts @sem when its
+ * guest is ready and again when it is done (@done set; @ok false with
+ * @err saying why if it failed).
+ */
+struct worker {
+	struct dev *d;
+	int index;		/* of the vCPU */
+	struct vcpu *v;
+	pthread_t tid;
+	sem_t sem;
+	bool ok, done;
+	char err[WHY_LEN];
+	int ackfd;		/* irqfd: one count per interrupt taken */
+};
+
+static bool worker_start(struct worker *w, void *(*fn)(void *))
+{
+	sigset_t alarm_set, old;
+	int ret;
+
+	w->ok = false;
+	w->done = false;
+	w->err[0] = 0;
+	w->v->run->immediate_exit = 0;
+	if (sem_init(&w->sem, 0, 0)) {
+		set_why(FAILED, "sem_init: %s", strerror(errno));
+		return false;
+	}
+	/* SIGALRM is for the main thread */
+	sigemptyset(&alarm_set);
+	sigaddset(&alarm_set, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &alarm_set, &old);
+	ret = pthread_create(&w->tid, NULL, fn, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		sem_destroy(&w->sem);
+		set_why(FAILED, "pthread_create: %s", strerror(ret));
+		return false;
+	}
+	return true;
+}
+
+/* Wait for the worker's post that says it is ready (@done false) or done. */
+static bool worker_wait(struct worker *w, bool done)
+{
+	while (sem_wait(&w->sem)) {
+		if (errno == EINTR && !timed_out)
+			continue;
+		set_why(FAILED, "vCPU %d: timed out after %d s", w->index,
+			WATCHDOG_S);
+		return false;
+	}
+	if (w->done && !w->ok) {
+		set_why(FAILED, "vCPU %d: %s", w->index, w->err);
+		return false;
+	}
+	if (w->done != done) {
+		set_why(FAILED, "vCPU %d: %s", w->index,
+			done ? "not done" : "done before it was ready");
+		return false;
+	}
+	return true;
+}
+
+/* Stop the worker's vCPU wherever it is, and end the thread. */
+static void worker_stop(struct worker *w)
+{
+	__atomic_store_n(&w->v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	pthread_kill(w->tid, SIGUSR1);
+	pthread_join(w->tid, NULL);
+	sem_destroy(&w->sem);
+}
+
+/* vCPU 1 of the IPI round trip: ready, then done when D_STOP is set. */
+static void *pong_thread(void *arg)
+{
+	struct worker *w = arg;
+
+	w->ok = vcpu_enter(w->v, g_ipi_pong, GUEST_STACK1, 0, w->err) &&
+		run_to_port(w->d, w->v, BENCH_IO_PORT, w->err);
+	if (w->ok) {
+		sem_post(&w->sem);
+		w->ok = run_to_port(w->d, w->v, BENCH_DONE_PORT, w->err);
+	}
+	w->done = true;
+	sem_post(&w->sem);
+	return NULL;
+}
+
+/*
+ * @n IPI round trips: vCPU 0 on this thread, vCPU 1 on a worker that
+ * starts first and halts.  The time of vCPU 0's run; 0 with why set.
+ */
+static uint64_t ipi_run(struct dev *d, struct irq_guest *g, uint64_t n)
+{
+	volatile struct guest_data *data = guest_data(d);
+	struct worker w = { .d = d, .index = 1, .v = &g->v[1] };
+	char err[WHY_LEN];
+	uint64_t t0 = 0, t1 = 0;
+	bool ok;
+
+	memset((void *)data, 0, sizeof(*data));
+	if (!worker_start(&w, pong_thread))
+		return 0;
+	watchdog(true);
+	ok = worker_wait(&w, false);
+	if (ok && !vcpu_enter(&g->v[0], g_ipi_ping, GUEST_STACK0, n, err))
+		ok = set_why(FAILED, "vCPU 0: %s", err) == MEASURED;
+	if (ok) {
+		t0 = now_ns();
+		ok = run_to_port(d, &g->v[0], BENCH_DONE_PORT, err);
+		t1 = now_ns();
+		if (!ok)
+			set_why(FAILED, "vCPU 0: %s", err);
+	}
+	ok = ok && worker_wait(&w, true);
+	watchdog(false);
+	worker_stop(&w);
+	if (ok && (data->pings != n || data->pongs != n))
+		ok = set_why(FAILED, "wrong count") == MEASURED;
+	if (!ok) {
+		add_why(" (IPIs taken by vCPU 1: %u, by vCPU 0: %u, of %llu each)",
+			data->pings, data->pongs, (unsigned long long)n);
+		return 0;
+	}
+	return t1 - t0 ? t1 - t0 : 1;
+}
+
+/* @n APIC timer interrupts: the time of the run; 0 with why set. */
+static uint64_t timer_run(struct dev *d, struct irq_guest *g, uint64_t n)
+{
+	volatile struct guest_data *data = guest_data(d);
+	char err[WHY_LEN];
+	uint64_t t0, t1;
+	bool ok;
+
+	memset((void *)data, 0, sizeof(*data));
+	if (!vcpu_enter(&g->v[0], g_apic_timer, GUEST_STACK0, n, err)) {
+		set_why(FAILED, "%s", err);
+		return 0;
+	}
+	watchdog(true);
+	t0 = now_ns();
+	ok = run_to_port(d, &g->v[0], BENCH_DONE_PORT, err);
+	t1 = now_ns();
+	watchdog(false);
+	if (ok && data->timer == n)
+		return t1 - t0 ? t1 - t0 : 1;
+	set_why(FAILED, "%s (timer interrupts taken: %u of %llu)",
+		ok ? "wrong count" : err, data->timer, (unsigned long long)n);
+	return 0;
+}
+
+/*
+ * As exit_bench(): runs of IRQ_ROUNDS and of twice as many interrupts
+ * (the fastest of REPEAT each), the difference divided by IRQ_ROUNDS.
+ */
+static enum result irq_bench(struct dev *d, int nr_vcpus,
+			     uint64_t (*run)(struct dev *d, struct irq_guest *g,
+					     uint64_t n),
+			     double *ns)
+{
+	uint64_t t1 = UINT64_MAX, t2 = UINT64_MAX, t;
+	const uint64_t n = IRQ_ROUNDS;
+	struct irq_guest g;
+	enum result r;
+	int i, k;
+
+	r = irqchip_supported(d);
+	if (r != MEASURED)
+		return r;
+	if (!irq_open(d, &g, nr_vcpus))
+		return FAILED;
+	/* warm up: the code and data pages, the threads, the exit paths */
+	if (!run(d, &g, 2)) {
+		r = FAILED;
+		goto out;
+	}
+	for (i = 0; i < REPEAT; i++) {
+		for (k = 1; k <= 2; k++) {
+			t = run(d, &g, k * n);
+			if (!t) {
+				r = FAILED;
+				goto out;
+			}
+			if (k == 1)
+				t1 = min_u64(t1, t);
+			else
+				t2 = min_u64(t2, t);
+		}
+	}
+	if (t2 <= t1) {
+		r = set_why(FAILED, "%llu interrupts took no longer than %llu",
+			    (unsigned long long)(2 * n), (unsigned long long)n);
+		goto out;
+	}
+	*ns = (double)(t2 - t1) / n;
+out:
+	irq_close(d, &g);
+	return r;
+}
+
+static enum result bench_ipi(struct dev *d, double *ns)
+{
+	return irq_bench(d, 2, ipi_run, ns);
+}
+
+static enum result bench_apic_timer(struct dev *d, double *ns)
+{
+	return irq_bench(d, 1, timer_run, ns);
+}
+
+/*
+ * The vCPU of the irqfd benchmark: ready, then one count on ackfd per
+ * OUT of its interrupt handler, until stopped.
+ */
+static void *irqfd_thread(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t one = 1;
+
+	w->ok = vcpu_enter(w->v, g_irqfd, GUEST_STACK0, IRQFD_GSI, w->err) &&
+		run_to_port(w->d, w->v, BENCH_IO_PORT, w->err);
+	if (w->ok) {
+		sem_post(&w->sem);
+		while (run_to_port(w->d, w->v, BENCH_IO_PORT, w->err)) {
+			if (write(w->ackfd, &one, sizeof(one)) != sizeof(one)) {
+				set_err(w->err, "write to the eventfd: %s",
+					strerror(errno));
+				break;
+			}
+		}
+		w->ok = false;
+	}
+	__atomic_store_n(&w->done, true, __ATOMIC_SEQ_CST);
+	/* wakes the main thread if it waits for an answer */
+	if (write(w->ackfd, &one, sizeof(one)) != sizeof(one))
+		w->ok = false;
+	sem_post(&w->sem);
+	return NULL;
+}
+
+/* Signal @efd, wait for the guest's answer; false with why set. */
+static bool irqfd_round(struct worker *w, int efd)
+{
+	uint64_t one = 1, v;
+
+	if (write(efd, &one, sizeof(one)) != sizeof(one)) {
+		set_why(FAILED, "write to the irqfd: %s", strerror(errno));
+		return false;
+	}
+	while (read(w->ackfd, &v, sizeof(v)) != sizeof(v)) {
+		if (errno == EINTR && !timed_out)
+			continue;
+		set_why(FAILED, "no answer: %s", timed_out ?
+			"timed out" : strerror(errno));
+		return false;
+	}
+	if (__atomic_load_n(&w->done, __ATOMIC_SEQ_CST)) {
+		set_why(FAILED, "vCPU 0: %s", w->err);
+		return false;
+	}
+	if (v != 1) {
+		set_why(FAILED, "%llu answers to one interrupt",
+			(unsigned long long)v);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * An eventfd assigned with KVM_IRQFD to IRQFD_GSI, the IOAPIC pin that
+ * the guest routes to VEC_IRQFD on its APIC: this thread signals it and
+ * waits for the answer that the vCPU's thread gets from the guest's
+ * handler, IRQ_ROUNDS times in a row; the fastest of REPEAT rounds.
+ */
+static enum result bench_irqfd(struct dev *d, double *ns)
+{
+	volatile struct guest_data *data = guest_data(d);
+	uint64_t t0, t, best = UINT64_MAX, rounds = 0;
+	struct kvm_irqfd irqfd = { .gsi = IRQFD_GSI };
+	struct worker w = { .d = d, .index = 0, .ackfd = -1 };
+	enum result r = MEASURED;
+	bool started = false;
+	struct irq_guest g;
+	int efd = -1, i, k;
+
+	r = irqchip_supported(d);
+	if (r != MEASURED)
+		return r;
+	if (ioctl(d->fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQFD) <= 0)
+		return set_why(UNSUPPORTED, "KVM_CAP_IRQFD is not offered");
+	if (!irq_open(d, &g, 1))
+		return FAILED;
+	w.v = &g.v[0];
+	efd = eventfd(0, EFD_CLOEXEC);
+	w.ackfd = eventfd(0, EFD_CLOEXEC);
+	if (efd < 0 || w.ackfd < 0) {
+		r = set_why(FAILED, "eventfd: %s", strerror(errno));
+		goto out;
+	}
+	irqfd.fd = efd;
+	if (ioctl(g.vm, KVM_IRQFD, &irqfd)) {
+		r = set_why(FAILED, "KVM_IRQFD on GSI %d: %s", IRQFD_GSI,
+			    strerror(errno));
+		goto out;
+	}
+	memset((void *)data, 0, sizeof(*data));
+	if (!worker_start(&w, irqfd_thread)) {
+		r = FAILED;
+		goto out;
+	}
+	started = true;
+	watchdog(true);
+	/* warm up: the first interrupt */
+	if (!worker_wait(&w, false) || !irqfd_round(&w, efd)) {
+		r = FAILED;
+		goto out;
+	}
+	rounds++;
+	for (i = 0; i < REPEAT; i++) {
+		t0 = now_ns();
+		for (k = 0; k < IRQ_ROUNDS; k++, rounds++) {
+			if (!irqfd_round(&w, efd)) {
+				r = FAILED;
+				goto out;
+			}
+		}
+		t = now_ns() - t0;
+		best = min_u64(best, t);
+	}
+	*ns = (double)best / IRQ_ROUNDS;
+out:
+	watchdog(false);
+	if (started)
+		worker_stop(&w);
+	if (r == MEASURED && data->irqfd != rounds)
+		r = set_why(FAILED, "wrong count");
+	if (r == FAILED && started)
+		add_why(" (interrupts taken: %u, rounds completed: %llu)",
+			data->irqfd, (unsigned long long)rounds);
+	if (efd >= 0)
+		close(efd);
+	if (w.ackfd >= 0)
+		close(w.ackfd);
+	irq_close(d, &g);
+	return r;
+}
+
+/* ---- 7 ---- */
 
 static enum result bench_linux_boot(struct dev *d, double *ns)
 {
@@ -829,9 +1517,9 @@ static const struct bench benches[] = {
 	{ "vm_lifecycle", "ns", bench_lifecycle },
 	{ "vm_mem_current", "KiB", bench_mem_current },
 	{ "vm_mem_kernel", "KiB", bench_mem_kernel },
-	{ "ipi", "ns", irqchip_na },
-	{ "apic_timer", "ns", irqchip_na },
-	{ "irqfd", "ns", irqchip_na },
+	{ "ipi", "ns", bench_ipi },
+	{ "apic_timer", "ns", bench_apic_timer },
+	{ "irqfd", "ns", bench_irqfd },
 	{ "linux_boot", "ns", bench_linux_boot },
 };
 
@@ -897,6 +1585,10 @@ static bool dev_open(struct dev *d)
 	s->fs = s->ds;
 	s->gs = s->ds;
 	s->ss = s->ds;
+	s->gdt.base = GUEST_GDT;
+	s->gdt.limit = 3 * 8 - 1;
+	s->idt.base = GUEST_IDT;
+	s->idt.limit = 256 * 16 - 1;
 	s->cr0 = 0x80000031;	/* PG, NE, ET, PE */
 	s->cr3 = GUEST_PML4;
 	s->cr4 = 0x20;		/* PAE */
@@ -945,6 +1637,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	d.path = argv[optind];
+	install_signals();
 	if (d.cgroup && !join_cgroup(d.cgroup)) {
 		printf("# cannot join cgroup %s: %s\n", d.cgroup,
 		       strerror(errno));
