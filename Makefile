@@ -39,6 +39,8 @@ test-svm: selftests
 	scripts/testhost --vendor svm --phases modules --tcg-threads single \
 		--work build/testhost-svm-modules
 	scripts/testhost --vendor svm --phases vireo,kvm
+	scripts/testhost --vendor svm --phases qemu --timeout 900 \
+		--work build/testhost-svm-qemu
 
 test-vmx: selftests
 	scripts/testhost --vendor vmx
