@@ -49,8 +49,8 @@ static GUEST_CODE void guest_sse(uint64_t arg)
 	/*
 	 * Guest code is built without SSE, so nothing else lives in the
 	 * XMM registers these use (and they cannot be named as clobbers).
+	 * @arg: leave out what KVM's emulator does not do.
 	 */
-	(void)arg;
 	x86_guest_enable_fpu(0);
 	/* MOVDQU xmm -> MMIO */
 	asm volatile("movdqu %1, %%xmm3\n\tmovdqu %%xmm3, (%0)"
@@ -63,15 +63,18 @@ static GUEST_CODE void guest_sse(uint64_t arg)
 	/* MOVAPS xmm -> MMIO (aligned) */
 	asm volatile("movaps %%xmm3, (%0)" : : "r" (mmio + 32) : "memory");
 	GUEST_SYNC(2);
-	/* MOVQ xmm -> m64 (66 0F D6) */
-	asm volatile("movq %%xmm3, (%0)" : : "r" (mmio + 48) : "memory");
+	/* MOVQ xmm -> m64 (66 0F D6), which KVM's emulator lacks */
+	if (!arg)
+		asm volatile("movq %%xmm3, (%0)" : : "r" (mmio + 48) : "memory");
 	GUEST_SYNC(3);
-	/* MOVD m32 -> xmm zero-extends; MOVQ xmm -> GPR shows it */
-	asm volatile("pcmpeqb %%xmm6, %%xmm6\n\t"
-		     "movd (%1), %%xmm6\n\t"
-		     "movq %%xmm6, %0"
-		     : "=r" (v) : "r" (mmio + 64) : "memory");
-	GUEST_ASSERT(v == 0x11223344);
+	/* MOVD m32 -> xmm zero-extends (KVM's emulator lacks it too) */
+	if (!arg) {
+		asm volatile("pcmpeqb %%xmm6, %%xmm6\n\t"
+			     "movd (%1), %%xmm6\n\t"
+			     "movq %%xmm6, %0"
+			     : "=r" (v) : "r" (mmio + 64) : "memory");
+		GUEST_ASSERT(v == 0x11223344);
+	}
 	/* MOVDQU across a page boundary of the MMIO window */
 	asm volatile("movdqu %%xmm3, (%0)" : : "r" (mmio + 0xff8) : "memory");
 	GUEST_SYNC(4);
@@ -126,10 +129,12 @@ int main(int argc, char **argv)
 	struct guest_vm g;
 	enum ucall_cmd cmd;
 	struct ucall uc;
-	bool ok;
+	bool ok, kvm;
 
 	tap_plan(6);
-	if (!guest_vm_create(&g, dev_path, guest_sse, 0))
+	/* KVM's emulator has no MOVQ m64, xmm (66 0F D6) nor MOVD (66 0F 6E) */
+	kvm = !strcmp(dev_path, "/dev/kvm");
+	if (!guest_vm_create(&g, dev_path, guest_sse, kvm))
 		tap_bail("cannot build a VM around the guest function");
 	run = g.vcpu.run;
 	memcpy(dev + 16, pat_b, 16);
@@ -149,16 +154,24 @@ int main(int argc, char **argv)
 		report_stop(cmd, &uc, run);
 
 	cmd = ok ? run_serving(&g, &uc) : UCALL_NONE;
-	ok = cmd == UCALL_SYNC && uc.arg == 3 && !memcmp(dev + 48, pat_a, 8) &&
-	     !memcmp(dev + 56, ee, 8);
-	tap_ok(ok, "MOVQ from an XMM register writes 8 bytes, not 16");
+	if (kvm) {
+		ok = cmd == UCALL_SYNC && uc.arg == 3;
+		tap_skip("KVM's emulator has no MOVQ m64, xmm (66 0F D6)",
+			 "MOVQ from an XMM register writes 8 bytes, not 16");
+	} else {
+		ok = cmd == UCALL_SYNC && uc.arg == 3 &&
+		     !memcmp(dev + 48, pat_a, 8) && !memcmp(dev + 56, ee, 8);
+		tap_ok(ok, "MOVQ from an XMM register writes 8 bytes, not 16");
+	}
 	if (!ok)
 		report_stop(cmd, &uc, run);
 
 	cmd = ok ? run_serving(&g, &uc) : UCALL_NONE;
 	ok = cmd == UCALL_SYNC && uc.arg == 4 &&
 	     !memcmp(dev + 0xff8, pat_a, 16);
-	tap_ok(ok, "MOVD from MMIO zero-extends; MOVDQU across a page writes both sides");
+	tap_ok(ok, "%sMOVDQU across a page writes both sides",
+	       kvm ? "(KVM's emulator has no MOVD xmm, m32: left out) " :
+		     "MOVD from MMIO zero-extends; ");
 	if (!ok)
 		report_stop(cmd, &uc, run);
 
@@ -166,7 +179,8 @@ int main(int argc, char **argv)
 	tap_ok(cmd == UCALL_DONE, "the guest finishes");
 	if (cmd != UCALL_DONE)
 		report_stop(cmd, &uc, run);
-	tap_ok(!bad_len && exits >= 11,
+	/* 2 + 2 + 2 + 1 + 1 + 2, without the MOVQ and MOVD on KVM */
+	tap_ok(!bad_len && exits == (kvm ? 8U : 10U),
 	       "%u MMIO exits, each at most 8 bytes inside the window (%u not)",
 	       exits, bad_len);
 	guest_vm_destroy(&g);
