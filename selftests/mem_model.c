@@ -334,6 +334,11 @@ static GUEST_CODE void guest_main(uint64_t unused __attribute__((unused)))
 {
 	uint64_t i, q;
 
+	/*
+	 * Long loops without an exit run with interrupts on: Bochs froze
+	 * on a nested guest spinning with IF=0.  Nothing here raises one.
+	 */
+	sti();
 	for (;;) {
 		switch (ctl.op) {
 		case OP_WRITE:
