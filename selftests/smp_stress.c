@@ -151,6 +151,13 @@ int main(int argc, char **argv)
 			break;
 		}
 		changes += 2;
+		/*
+		 * A breath between changes: back to back, Debian's KVM
+		 * (whose slot changes are cheap) zapped the players'
+		 * mappings so often that 1000 rounds did not fit in
+		 * RUN_MS on a busy machine.
+		 */
+		usleep(20);
 	}
 	done = true;
 	for (i = 0; i < 2; i++) {

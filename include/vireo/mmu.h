@@ -30,10 +30,14 @@ void vireo_tdp_unregister(struct vireo_vm *vm);
 /*
  * Map the page behind @gpa: 0; -ENOENT when no slot holds it (or @write
  * and the slot is read-only): MMIO; -EFAULT when the VMM's memory there
- * cannot be had; -EINTR on a fatal signal.  Takes vm->lock.
+ * cannot be had; -EINTR on a fatal signal.  Takes vm->mmu_lock.
  */
 int vireo_tdp_map(struct vireo_vm *vm, u64 gpa, bool write);
-/* Unmap [gfn, gfn + npages) and make every vCPU forget it; vm->lock held. */
+/*
+ * Unmap [gfn, gfn + npages) and make every vCPU forget it; write-protect
+ * one page for dirty logging (true: flush before trusting it).  Both with
+ * vm->mmu_lock held.
+ */
 void vireo_tdp_zap(struct vireo_vm *vm, u64 gfn, u64 npages);
 bool vireo_tdp_wrprotect(struct vireo_vm *vm, u64 gfn);
 
