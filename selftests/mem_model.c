@@ -960,6 +960,9 @@ struct churn_vcpu {
 };
 
 /* KVM_RUN until a ucall; slot 1's absent memory reads MMIO_MARK. */
+/* the device is Debian's KVM (see case_churn) */
+static bool on_kvm;
+
 static void *churn_thread(void *arg)
 {
 	struct churn_vcpu *c = arg;
@@ -1114,10 +1117,20 @@ static void case_churn(struct guest_vm *g, uint8_t *a)
 	else if (!ok)
 		tap_diag("vCPU thread: exit %s (%u)", exit_name(c.exit_reason),
 			 c.exit_reason);
-	tap_ok(ok && slots_ok && report_ok(&ctl.rep, "guest") &&
-	       ctl.stable_absent > 0 && ctl.stable > 0,
-	       "slot 1 deleted and re-added %u times on two THP buffers under a running guest: absent reads MMIO, present reads the buffer",
-	       cycles);
+	if (ok && slots_ok && on_kvm && !ctl.passes && !ctl.rep.bad)
+		/*
+		 * Seen in the Bochs host only, with Debian's KVM: its vCPU
+		 * made no pass at all between the slot changes.  Vireo's
+		 * must (the same run is a failure on /dev/vireo).
+		 */
+		tap_skip("Debian's KVM ran no guest pass in time under Bochs",
+			 "slot 1 deleted and re-added %u times on two THP buffers under a running guest",
+			 cycles);
+	else
+		tap_ok(ok && slots_ok && report_ok(&ctl.rep, "guest") &&
+		       ctl.stable_absent > 0 && ctl.stable > 0,
+		       "slot 1 deleted and re-added %u times on two THP buffers under a running guest: absent reads MMIO, present reads the buffer",
+		       cycles);
 	if (!ok)
 		tap_bail("the guest is lost");
 
@@ -1146,6 +1159,8 @@ int main(int argc, char **argv)
 {
 	const char *dev = test_device(argc, argv);
 	struct sigaction sa;
+
+	on_kvm = !strcmp(dev, "/dev/kvm");
 	struct guest_vm g;
 	uint8_t *mem;
 	bool ro;
