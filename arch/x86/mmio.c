@@ -334,8 +334,9 @@ static enum vireo_emu_result sse_usable(struct mmio_emu *m)
 	return VIREO_EMU_OK;
 }
 
-static enum vireo_emu_result emu_read_xmm(struct vireo_emu_ctxt *ctxt,
-					  unsigned int reg, void *val)
+/* XMM register @reg to or from @val, once the guest may use SSE */
+static enum vireo_emu_result xmm_access(struct vireo_emu_ctxt *ctxt,
+					unsigned int reg, void *val, bool write)
 {
 	enum vireo_emu_result r = sse_usable(to_emu(ctxt));
 
@@ -344,24 +345,24 @@ static enum vireo_emu_result emu_read_xmm(struct vireo_emu_ctxt *ctxt,
 	fpregs_lock();
 	if (test_thread_flag(TIF_NEED_FPU_LOAD))
 		switch_fpu_return();
-	xmm_get(reg, (u8 (*)[16])val);
+	if (write)
+		xmm_set(reg, val);
+	else
+		xmm_get(reg, val);
 	fpregs_unlock();
 	return VIREO_EMU_OK;
+}
+
+static enum vireo_emu_result emu_read_xmm(struct vireo_emu_ctxt *ctxt,
+					  unsigned int reg, void *val)
+{
+	return xmm_access(ctxt, reg, val, false);
 }
 
 static enum vireo_emu_result emu_write_xmm(struct vireo_emu_ctxt *ctxt,
 					   unsigned int reg, const void *val)
 {
-	enum vireo_emu_result r = sse_usable(to_emu(ctxt));
-
-	if (r || reg > 15)
-		return r ? r : VIREO_EMU_UNHANDLED;
-	fpregs_lock();
-	if (test_thread_flag(TIF_NEED_FPU_LOAD))
-		switch_fpu_return();
-	xmm_set(reg, (const u8 (*)[16])val);
-	fpregs_unlock();
-	return VIREO_EMU_OK;
+	return xmm_access(ctxt, reg, (void *)val, true);
 }
 
 static const struct vireo_emu_ops mmio_emu_ops = {

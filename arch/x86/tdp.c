@@ -190,18 +190,12 @@ static void mark_dirty(struct vireo_memslot *slot, u64 gfn)
  */
 bool vireo_tdp_wrprotect(struct vireo_vm *vm, u64 gfn)
 {
-	u64 *table = page_address(vm->tdp.root), *leaf;
-	int level;
+	bool huge;
+	u64 *leaf;
 
 	lockdep_assert_held(&vm->mmu_lock);
-	for (level = TDP_LEVELS; level > 1; level--) {
-		leaf = &table[tdp_index(gfn, level)];
-		if (!*leaf || tdp_is_huge(*leaf, level))
-			return false;
-		table = tdp_table(*leaf);
-	}
-	leaf = &table[tdp_index(gfn, 1)];
-	if (!(*leaf & TDP_WRITABLE))
+	leaf = tdp_entry_at(vm, gfn, 1, false, &huge);
+	if (!leaf || !(*leaf & TDP_WRITABLE))
 		return false;
 	*leaf &= ~TDP_WRITABLE;
 	return true;
