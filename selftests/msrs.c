@@ -4,7 +4,9 @@
  * KVM_SET_MSRS/KVM_GET_MSRS round trips and their partial success, and
  * a long-mode guest that reads the host's values with RDMSR, writes its
  * own with WRMSR, takes #GP through its IDT for an unknown MSR and a
- * non-canonical LSTAR, and reads the TSC the host wrote.
+ * non-canonical LSTAR, and reads the TSC the host wrote; where the CPU
+ * has IA32_TSC_ADJUST, the guest moves its TSC through it and sees a
+ * WRMSR of the TSC move it.
  */
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -22,6 +24,9 @@
 #define NONCANONICAL	0x8000000000001000ULL
 #define BAD_PAT		0x0007040600070402ULL
 #define TSC_START	0x10000000000ULL
+#define MSR_IA32_TSC_ADJUST	0x0000003b
+#define TSC_JUMP	0x100000000000ULL	/* through TSC_ADJUST */
+#define TSC_JUMP2	0x1000000000ULL		/* through a TSC write */
 #define MAX_CASES	16
 
 struct msr_case {
@@ -57,6 +62,8 @@ static int ncases = 13;
 
 /* what the guest saw of the #GPs and the TSC */
 static volatile uint64_t gp_rip, gp_rax, pat_after, tsc_seen;
+static volatile bool has_tsc_adjust;
+static volatile uint64_t adj[3], tsc_before, tsc_after;
 
 static GUEST_CODE void skip_gp(struct x86_regs *regs)
 {
@@ -97,6 +104,17 @@ static GUEST_CODE void guest_main(uint64_t arg)
 
 	tsc_seen = rdtsc();
 	GUEST_SYNC(5);
+
+	if (has_tsc_adjust) {
+		adj[0] = rdmsr(MSR_IA32_TSC_ADJUST);
+		tsc_before = rdtsc();
+		wrmsr(MSR_IA32_TSC_ADJUST, adj[0] + TSC_JUMP);
+		tsc_after = rdtsc();
+		adj[1] = rdmsr(MSR_IA32_TSC_ADJUST);
+		wrmsr(MSR_IA32_TSC, rdtsc() + TSC_JUMP2);
+		adj[2] = rdmsr(MSR_IA32_TSC_ADJUST);
+		GUEST_SYNC(6);
+	}
 	GUEST_DONE();
 }
 
@@ -266,7 +284,7 @@ int main(int argc, char **argv)
 	bool ok;
 	int i, ret;
 
-	tap_plan(17);
+	tap_plan(18);
 	if (!x86_guest_create(&g, dev, guest_main, 0))
 		tap_bail("cannot build a long-mode guest with an IDT");
 	test_lists(g.vm.kvm);
@@ -336,6 +354,23 @@ int main(int argc, char **argv)
 	tap_ok(ok && v >= tsc_seen && v < TSC_START + bound,
 	       "and KVM_GET_MSRS of IA32_TSC after it is later (%#llx)",
 	       (unsigned long long)v);
+
+	has_tsc_adjust = x86_supported_cpuid(g.vm.kvm, 7, 0, &ext) &&
+			 (ext.ebx & (1U << 1));
+	if (has_tsc_adjust) {
+		ok = guest_run(&g, &uc) == UCALL_SYNC && uc.arg == 6 &&
+		     x86_get_msr(&g.vcpu, MSR_IA32_TSC_ADJUST, &v);
+		tap_ok(ok && adj[1] - adj[0] == TSC_JUMP &&
+		       tsc_after - tsc_before >= TSC_JUMP &&
+		       tsc_after - tsc_before < TSC_JUMP + bound &&
+		       adj[2] - adj[1] <= TSC_JUMP2 &&
+		       adj[2] - adj[1] + bound > TSC_JUMP2 && v == adj[2],
+		       "IA32_TSC_ADJUST: +%#llx moves the TSC by %#llx; a TSC write %#llx ahead moves it by %#llx",
+		       TSC_JUMP, (unsigned long long)(tsc_after - tsc_before),
+		       TSC_JUMP2, (unsigned long long)(adj[2] - adj[1]));
+	} else {
+		tap_skip("no TSC_ADJUST in CPUID", "IA32_TSC_ADJUST");
+	}
 
 	ok = guest_run(&g, &uc) == UCALL_DONE;
 	tap_ok(ok && x86_log.n == 2,

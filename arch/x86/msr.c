@@ -64,7 +64,7 @@ static const u32 msrs_to_save[] = {
 	MSR_IA32_SYSENTER_CS, MSR_IA32_SYSENTER_ESP, MSR_IA32_SYSENTER_EIP,
 	MSR_STAR, MSR_CSTAR, MSR_KERNEL_GS_BASE, MSR_SYSCALL_MASK, MSR_LSTAR,
 	MSR_IA32_TSC, MSR_IA32_CR_PAT, MSR_TSC_AUX, MSR_IA32_SPEC_CTRL,
-	MSR_KVM_SYSTEM_TIME_NEW_, MSR_KVM_WALL_CLOCK_NEW_,
+	MSR_IA32_TSC_ADJUST, MSR_KVM_SYSTEM_TIME_NEW_, MSR_KVM_WALL_CLOCK_NEW_,
 	MSR_KVM_SYSTEM_TIME_OLD, MSR_KVM_WALL_CLOCK_OLD,
 	MSR_IA32_TSC_DEADLINE, MSR_IA32_MISC_ENABLE, MSR_IA32_MCG_STATUS,
 	MSR_IA32_UCODE_REV,
@@ -518,6 +518,9 @@ static int core_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data,
 	case MSR_IA32_TSC:
 		*data = vireo_guest_tsc(vcpu);
 		return 0;
+	case MSR_IA32_TSC_ADJUST:
+		*data = m->tsc_adjust;
+		return 0;
 	case MSR_IA32_APICBASE:
 		*data = m->apic_base;
 		return 0;
@@ -616,9 +619,23 @@ static int core_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 	int slot;
 
 	switch (index) {
-	case MSR_IA32_TSC:
-		m->tsc_offset = tsc_offset_for(vcpu, data, host);
+	case MSR_IA32_TSC: {
+		u64 offset = tsc_offset_for(vcpu, data, host);
+
+		/* the guest moving its TSC moves TSC_ADJUST with it (SDM) */
+		if (!host)
+			m->tsc_adjust += offset - m->tsc_offset;
+		m->tsc_offset = offset;
 		m->kvmclock_update = true;
+		return 0;
+	}
+	case MSR_IA32_TSC_ADJUST:
+		/* the guest's write moves its TSC; the VMM's restores state */
+		if (!host) {
+			m->tsc_offset += data - m->tsc_adjust;
+			m->kvmclock_update = true;
+		}
+		m->tsc_adjust = data;
 		return 0;
 	case MSR_IA32_APICBASE:
 		/* reserved: below bit 8, bit 9, above the address width */
@@ -768,6 +785,8 @@ static bool guest_granted(struct vireo_vcpu *vcpu, u32 index)
 		       vireo_cpuid_has(vcpu, 0x80000008, 0, R_EBX, 12);
 	case MSR_IA32_TSC_DEADLINE:
 		return vireo_cpuid_has(vcpu, 1, 0, R_ECX, 24);
+	case MSR_IA32_TSC_ADJUST:
+		return vireo_cpuid_has(vcpu, 7, 0, R_EBX, 1);
 	case APIC_BASE_MSR ... APIC_BASE_MSR + 0xff:
 		return vireo_cpuid_has(vcpu, 1, 0, R_ECX, 21);
 	case MSR_KVM_SYSTEM_TIME_NEW_:

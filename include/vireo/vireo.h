@@ -166,6 +166,7 @@ struct vireo_mce {
 struct vireo_msrs {
 	u64 apic_base;
 	u64 tsc_offset;		/* guest TSC = host TSC + tsc_offset */
+	u64 tsc_adjust;		/* IA32_TSC_ADJUST */
 	u64 tsc_aux;
 	u64 tsc_deadline;
 	u64 misc_enable;
