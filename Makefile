@@ -39,11 +39,12 @@ test-svm: selftests
 	scripts/testhost --vendor svm --phases modules --tcg-threads single \
 		--work build/testhost-svm-modules
 	scripts/testhost --vendor svm --phases vireo,kvm
-	scripts/testhost --vendor svm --phases qemu --timeout 900 \
+	scripts/testhost --vendor svm --phases qemu,linux --timeout 1200 \
 		--work build/testhost-svm-qemu
 
 test-vmx: selftests
-	scripts/testhost --vendor vmx
+	scripts/testhost --vendor vmx --phases modules,vireo,kvm,linux \
+		--timeout 2100
 
 test:
 	scripts/test-all

@@ -277,6 +277,7 @@ static struct kvm_cpuid2 *supported_cpuid(void)
 }
 
 #define CPUID_HYPERVISOR	0x80000000	/* leaf 1, ECX */
+#define CPUID_INVARIANT_TSC	0x00000100	/* leaf 0x80000007, EDX */
 #define BRAND_FIRST		0x80000002
 #define BRAND_LAST		0x80000004
 
@@ -295,7 +296,8 @@ static struct kvm_cpuid_entry2 *cpuid_entry(struct kvm_cpuid2 *c, uint32_t fn)
 /*
  * Each vCPU's CPUID: the supported set, with its own APIC ID, the
  * hypervisor bit (the guest then looks for KVM's paravirtual leaves:
- * kvm-clock) and our own brand string.
+ * kvm-clock) and our own brand string.  No invariant TSC, as QEMU by
+ * default: with it, Linux prefers the bare TSC to kvm-clock.
  */
 static void set_cpuid(int fd, const struct kvm_cpuid2 *sup, int id)
 {
@@ -329,6 +331,9 @@ static void set_cpuid(int fd, const struct kvm_cpuid2 *sup, int id)
 		case 0xb:
 		case 0x1f:
 			e->edx = id;
+			break;
+		case 0x80000007:
+			e->edx &= ~CPUID_INVARIANT_TSC;
 			break;
 		case 0x8000001e:
 			e->eax = id;
