@@ -154,8 +154,9 @@ int boot_load(const char *kernel, const char *initrd, const char *cmdline,
 	init_size = get32(img, HDR_INIT_SIZE);
 	if (init_size < len - setup_len)
 		init_size = len - setup_len;
-	if (load < 0x100000 || load + init_size > vmm.low_end) {
-		fprintf(stderr, "vireo-run: the kernel needs %llu MiB below %llu MiB\n",
+	if (load < 0x100000 || load > vmm.low_end ||
+	    init_size > vmm.low_end - load) {
+		fprintf(stderr, "vireo-run: the kernel needs %llu MiB of RAM from %llu MiB\n",
 			(unsigned long long)(init_size >> 20),
 			(unsigned long long)(load >> 20));
 		return -1;
@@ -173,8 +174,9 @@ int boot_load(const char *kernel, const char *initrd, const char *cmdline,
 	bp[HDR_HEAP_END_PTR + 1] = 0xfe;
 	memcpy(bp + BP_ACPI_RSDP, &rsdp, 8);
 
+	/* cmdline_size does not count the terminating NUL */
 	if (strlen(cmdline) + 1 > CMDLINE_MAX ||
-	    strlen(cmdline) + 1 > get32(img, HDR_CMDLINE_SIZE) + 1) {
+	    strlen(cmdline) > get32(img, HDR_CMDLINE_SIZE)) {
 		fprintf(stderr, "vireo-run: the command line is too long\n");
 		return -1;
 	}
@@ -185,6 +187,10 @@ int boot_load(const char *kernel, const char *initrd, const char *cmdline,
 	if (initrd) {
 		if (read_file(initrd, &ird, &ird_len) < 0)
 			return -1;
+		if (!ird_len) {
+			fprintf(stderr, "vireo-run: %s is empty\n", initrd);
+			return -1;
+		}
 		/* as high as the kernel allows, above the kernel's room */
 		ird_max = get32(bp, HDR_INITRD_ADDR_MAX);
 		if (ird_max >= vmm.low_end)

@@ -191,9 +191,10 @@ static void port_io(uint16_t port, uint8_t *data, int size, bool is_write)
 static void mmio(uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
 {
 	uint64_t off = addr - VIRTIO_MMIO_BASE;
-	int i = off / VIRTIO_MMIO_SIZE;
+	uint64_t i = off / VIRTIO_MMIO_SIZE;
 
-	if (addr >= VIRTIO_MMIO_BASE && i < nr_vdevs &&
+	/* i stays 64-bit: any guest physical address can exit here */
+	if (addr >= VIRTIO_MMIO_BASE && i < (uint64_t)nr_vdevs &&
 	    (off % VIRTIO_MMIO_SIZE) + len <= VIRTIO_MMIO_SIZE) {
 		virtio_mmio_access(vdevs[i], off % VIRTIO_MMIO_SIZE, data, len,
 				   is_write);
@@ -345,19 +346,46 @@ static void set_cpuid(int fd, const struct kvm_cpuid2 *sup, int id)
 	free(c);
 }
 
+/* A size with an optional K, M or G suffix (MiB by default); 0 if bad */
 static uint64_t parse_size(const char *s)
 {
+	unsigned int shift = 20;
+	uint64_t v;
 	char *end;
-	uint64_t v = strtoull(s, &end, 0);
 
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s || strchr(s, '-'))
+		return 0;
 	switch (*end) {
 	case 'G': case 'g':
-		return v << 30;
+		shift = 30;
+		end++;
+		break;
+	case 'M': case 'm':
+		end++;
+		break;
 	case 'K': case 'k':
-		return v << 10;
-	default:	/* M, or a bare number of MiB */
-		return v << 20;
+		shift = 10;
+		end++;
+		break;
 	}
+	if (*end || v > UINT64_MAX >> shift)
+		return 0;
+	return v << shift;
+}
+
+/* A decimal count; -1 if bad */
+static int parse_count(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > INT32_MAX)
+		return -1;
+	return v;
 }
 
 static void *guest_ram(uint64_t size)
@@ -430,7 +458,7 @@ int main(int argc, char **argv)
 			mem = parse_size(optarg);
 			break;
 		case 'p':
-			vmm.ncpus = atoi(optarg);
+			vmm.ncpus = parse_count(optarg);
 			break;
 		case 'D':
 			dev = optarg;
@@ -462,8 +490,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vireo-run: --cpus must be 1 to %d\n", MAX_CPUS);
 		return 1;
 	}
-	if (mem < (64ULL << 20) || mem > (1ULL << 40)) {
-		fprintf(stderr, "vireo-run: --mem must be 64M to 1024G\n");
+	if (mem < (64ULL << 20) || mem > (1ULL << 40) || mem & 0xfff) {
+		fprintf(stderr, "vireo-run: --mem must be 64M to 1024G, in 4K pages\n");
 		return 1;
 	}
 
