@@ -43,8 +43,8 @@ test-svm: selftests
 		--work build/testhost-svm-qemu
 
 test-vmx: selftests
-	scripts/testhost --vendor vmx --phases modules,vireo,kvm,linux \
-		--timeout 2100
+	scripts/testhost --vendor vmx --phases modules,vireo,kvm,linux,qemu \
+		--timeout 2400
 
 test:
 	scripts/test-all
