@@ -64,6 +64,8 @@ struct svm_vcpu {
 	bool new_asid;
 	/* the guest is in its NMI handler until its IRET */
 	bool nmi_masked;
+	/* its EFER.LME, kept out of the VMCB: svm_sync_lme() */
+	bool lme_hidden;
 };
 
 struct svm_vm {
@@ -275,6 +277,40 @@ static void set_seg(struct vmcb_seg *v, u16 sel, u64 base, u32 limit,
 	v->attrib = attrib;
 }
 
+/*
+ * QEMU's emulated #VMEXIT loads the host's CR0 while the guest's CR4 and
+ * EFER are still in place, and drops it when they say LME without PAE:
+ * the host CPU then runs on with the guest's CR0 and hangs (found by
+ * fuzz_abi: a guest in real mode with EFER.LME set).  LME does nothing
+ * until paging is turned on, which #GPs without PAE: while paging and
+ * PAE are both off, the guest's LME stays out of the VMCB, and its CR0
+ * writes exit, so that the one that would turn paging on gets the #GP
+ * it would on a CPU.  Harmless on hardware; the guest sees its LME.
+ */
+static void svm_sync_lme(struct svm_vcpu *svm)
+{
+	struct vmcb_save *save = &svm->vmcb->save;
+	bool lme = svm->lme_hidden || (save->efer & EFER_LME);
+
+	svm->lme_hidden = lme && !(save->cr0 & X86_CR0_PG) &&
+			  !(save->cr4 & X86_CR4_PAE);
+	if (svm->lme_hidden) {
+		save->efer &= ~(u64)EFER_LME;
+		svm->vmcb->control.intercept_cr |= INTERCEPT_CR0_WRITE;
+	} else {
+		if (lme)
+			save->efer |= EFER_LME;
+		svm->vmcb->control.intercept_cr &= ~INTERCEPT_CR0_WRITE;
+	}
+}
+
+/* the guest's EFER as it sees it */
+static u64 svm_guest_efer(struct svm_vcpu *svm)
+{
+	return (svm->vmcb->save.efer & ~(u64)EFER_SVME) |
+	       (svm->lme_hidden ? EFER_LME : 0);
+}
+
 static void svm_get_sregs(struct vireo_vcpu *vcpu, struct kvm_sregs *s)
 {
 	struct svm_vcpu *svm = to_svm(vcpu);
@@ -299,7 +335,7 @@ static void svm_get_sregs(struct vireo_vcpu *vcpu, struct kvm_sregs *s)
 	s->cr3 = save->cr3;
 	s->cr4 = save->cr4;
 	s->cr8 = svm->vmcb->control.int_ctl & 0xf;
-	s->efer = save->efer & ~EFER_SVME;
+	s->efer = svm_guest_efer(svm);
 	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
 }
 
@@ -326,6 +362,8 @@ static int svm_set_sregs(struct vireo_vcpu *vcpu, const struct kvm_sregs *s)
 	save->cr3 = s->cr3;
 	save->cr4 = s->cr4;
 	save->efer = s->efer | EFER_SVME;
+	svm->lme_hidden = false;
+	svm_sync_lme(svm);
 	svm->vmcb->control.int_ctl =
 		(svm->vmcb->control.int_ctl & ~0xfULL) | (s->cr8 & 0xf);
 	return 0;
@@ -369,6 +407,7 @@ static void svm_reset(struct svm_vcpu *svm)
 	set_seg(&save->tr, 0, 0, 0xffff, SEG_ATTR_P | 0xb);
 	save->cpl = 0;
 	save->efer = EFER_SVME;
+	svm->lme_hidden = false;
 	save->cr0 = X86_CR0_NW | X86_CR0_CD | X86_CR0_ET;
 	save->cr2 = 0;
 	save->cr3 = 0;
@@ -493,6 +532,34 @@ static void svm_write_cr4(struct svm_vcpu *svm, struct vireo_exit *exit)
 				 X86_CR4_PCIDE | X86_CR4_SMEP | X86_CR4_SMAP))
 		svm->new_asid = true;
 	save->cr4 = val;
+	svm_sync_lme(svm);
+	vcpu->rip += m.len;
+}
+
+/*
+ * MOV to CR0, intercepted only while svm_sync_lme() hides the guest's
+ * LME (paging and PAE off): turning paging on is then a #GP.  LMSW and
+ * CLTS in that state are not decoded (an internal error exit).
+ */
+static void svm_write_cr0(struct svm_vcpu *svm, struct vireo_exit *exit)
+{
+	struct vireo_vcpu *vcpu = &svm->vcpu;
+	struct vmcb_save *save = &svm->vmcb->save;
+	struct vireo_mov_cr m;
+	u64 val;
+
+	if (!svm_mov_to_cr(svm, 0, &m)) {
+		exit->reason = VIREO_EXIT_UNHANDLED;
+		return;
+	}
+	/* not in long mode: 32 bits */
+	val = (u32)vcpu->regs[m.gpr];
+	if ((val & X86_CR0_PG) || ((val & X86_CR0_NW) && !(val & X86_CR0_CD))) {
+		vireo_queue_exception(vcpu, GP_VECTOR, true, 0);
+		return;
+	}
+	save->cr0 = val | X86_CR0_ET;
+	svm_sync_lme(svm);
 	vcpu->rip += m.len;
 }
 
@@ -559,7 +626,7 @@ static int svm_get_msr(struct vireo_vcpu *vcpu, u32 index, u64 *data)
 	u64 *field;
 
 	if (index == MSR_EFER) {
-		*data = save->efer & ~EFER_SVME;
+		*data = svm_guest_efer(to_svm(vcpu));
 		return 0;
 	}
 	field = vmcb_msr(save, index);
@@ -601,6 +668,8 @@ static int svm_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 			       (save->efer & EFER_LMA);
 		}
 		save->efer = data | EFER_SVME;
+		to_svm(vcpu)->lme_hidden = false;
+		svm_sync_lme(to_svm(vcpu));
 		return 0;
 	case MSR_IA32_CR_PAT:
 		if (!pat_valid(data))
@@ -872,6 +941,7 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 		/* the NMI handler returns: NMIs are open again */
 		svm_set_nmi_mask(vcpu, false);
 		break;
+	case SVM_EXIT_WRITE_CR0:
 	case SVM_EXIT_WRITE_CR4:
 	case SVM_EXIT_WRITE_CR8:
 		/* decoding may read guest memory: svm_handle_exit(), later */
@@ -944,7 +1014,9 @@ static void svm_handle_exit(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 {
 	struct svm_vcpu *svm = to_svm(vcpu);
 
-	if (exit->raw[0] == SVM_EXIT_WRITE_CR4)
+	if (exit->raw[0] == SVM_EXIT_WRITE_CR0)
+		svm_write_cr0(svm, exit);
+	else if (exit->raw[0] == SVM_EXIT_WRITE_CR4)
 		svm_write_cr4(svm, exit);
 	else if (exit->raw[0] == SVM_EXIT_WRITE_CR8)
 		svm_write_cr8(svm, exit);

@@ -66,10 +66,12 @@
 #define EVTINJ_VALID			BIT(31)
 
 /* intercept_cr: reads of CR0-15 in bits 0-15, writes in bits 16-31 */
+#define INTERCEPT_CR0_WRITE		BIT(16 + 0)
 #define INTERCEPT_CR4_WRITE		BIT(16 + 4)
 #define INTERCEPT_CR8_WRITE		BIT(16 + 8)
 
 /* exit codes */
+#define SVM_EXIT_WRITE_CR0		0x010
 #define SVM_EXIT_WRITE_CR4		0x014
 #define SVM_EXIT_WRITE_CR8		0x018
 #define SVM_EXIT_READ_DR0		0x020
