@@ -7,6 +7,8 @@
 #   make check            sparse, W=1 and checkpatch, for 6.1 and 6.12
 #   make test-svm         run the selftests in the QEMU/AMD-V test host
 #   make test-vmx         run the selftests in the Bochs/VT-x test host
+#   make test-debug       the SVM host on a KASAN/lockdep/kmemleak kernel:
+#                         the selftests, fuzzers, kill-anywhere
 #   make test             all of the above
 #   make run              boot the SVM test host and run a guest in it
 #   make bench            vireo-bench on Vireo and on KVM, both test hosts
@@ -19,7 +21,8 @@ else
 KDIR ?= $(shell $(CURDIR)/scripts/kdir)
 PWD := $(CURDIR)
 
-.PHONY: all modules selftests check test test-svm test-vmx run bench \
+.PHONY: all modules selftests check test test-svm test-vmx test-debug run \
+	bench \
 	install clean help
 
 all: modules
@@ -45,6 +48,9 @@ test-svm: selftests
 test-vmx: selftests
 	scripts/testhost --vendor vmx --phases modules,vireo,kvm,linux,qemu \
 		--timeout 2400
+
+test-debug: selftests
+	scripts/test-all debug
 
 test:
 	scripts/test-all
@@ -73,6 +79,6 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,15p' Makefile
+	@sed -n '2,17p' Makefile
 
 endif
