@@ -147,17 +147,6 @@ static bool is_vmx(void)
 	return cpu_backend() == VIREO_BACKEND_VMX;
 }
 
-static int set_slot(struct vm *vm, uint32_t slot, uint64_t gpa,
-		    uint64_t size, void *mem, uint32_t flags)
-{
-	struct kvm_userspace_memory_region mr = {
-		.slot = slot, .flags = flags, .guest_phys_addr = gpa,
-		.memory_size = size, .userspace_addr = (uintptr_t)mem,
-	};
-
-	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr);
-}
-
 static bool set_regs(struct vcpu *vcpu, struct kvm_regs *regs)
 {
 	regs->rflags = 2;
@@ -426,7 +415,7 @@ static void fill(const char *dev)
 	for (off = 0; off < total; off++)
 		map[off] = canary(off);
 	slot = map + GUARD;
-	if (set_slot(&l.vm, 1, FILL_GPA, FILL_SIZE, slot, 0))
+	if (vm_set_slot(&l.vm, 1, FILL_GPA, FILL_SIZE, slot, 0))
 		tap_diag("slot 1: %s", strerror(errno));
 	else if (set_regs(&l.vcpu, &regs))
 		got = expect_run(&l.vcpu, x, ARRAY_SIZE(x));
@@ -513,8 +502,8 @@ static void readonly(const char *dev)
 	for (off = 0; off < PAGE; off++)
 		ro[off] = ro_pattern(off);
 	memcpy(l.low + MOVS_SRC, src, 8);
-	if (set_slot(&l.vm, 1, RW_GPA, PAGE, rw, 0) ||
-	    set_slot(&l.vm, 2, RO_GPA, PAGE, ro, KVM_MEM_READONLY))
+	if (vm_set_slot(&l.vm, 1, RW_GPA, PAGE, rw, 0) ||
+	    vm_set_slot(&l.vm, 2, RO_GPA, PAGE, ro, KVM_MEM_READONLY))
 		tap_diag("slots: %s", strerror(errno));
 
 	/* REP STOSB: 8 bytes below the boundary, 8 above */

@@ -75,17 +75,6 @@ static int read_byte(struct vcpu *vcpu, uint64_t addr, uint8_t mmio,
 	return v;
 }
 
-static int set_slot(struct vm *vm, uint32_t slot, uint64_t gpa,
-		    uint64_t size, void *mem, uint32_t flags)
-{
-	struct kvm_userspace_memory_region mr = {
-		.slot = slot, .flags = flags, .guest_phys_addr = gpa,
-		.memory_size = size, .userspace_addr = (uintptr_t)mem,
-	};
-
-	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr);
-}
-
 static void memslots(const char *dev)
 {
 	uint8_t *low, *a, *b;
@@ -108,22 +97,22 @@ static void memslots(const char *dev)
 	a[0] = 'A';
 	b[0] = 'B';
 
-	tap_ok(!set_slot(&vm, 1, 0x8000, 4096, a, 0) &&
+	tap_ok(!vm_set_slot(&vm, 1, 0x8000, 4096, a, 0) &&
 	       read_byte(&vcpu, 0x8000, 'M', &mmio) == 'A' && !mmio,
 	       "a slot added between runs is read by the guest");
-	v = set_slot(&vm, 1, 0x9000, 4096, a, 0);
+	v = vm_set_slot(&vm, 1, 0x9000, 4096, a, 0);
 	tap_ok(!v && read_byte(&vcpu, 0x9000, 'M', &mmio) == 'A' && !mmio,
 	       "after a move the guest finds the slot at its new address");
 	tap_ok(!v && read_byte(&vcpu, 0x8000, 'M', &mmio) == 'M' && mmio,
 	       "and its old address has become MMIO");
-	tap_ok(!set_slot(&vm, 1, 0x9000, 0, a, 0) &&
+	tap_ok(!vm_set_slot(&vm, 1, 0x9000, 0, a, 0) &&
 	       read_byte(&vcpu, 0x9000, 'N', &mmio) == 'N' && mmio,
 	       "a deleted slot's addresses are MMIO");
-	tap_ok(!set_slot(&vm, 2, 0x8000, 4096, b, 0) &&
+	tap_ok(!vm_set_slot(&vm, 2, 0x8000, 4096, b, 0) &&
 	       read_byte(&vcpu, 0x8000, 'M', &mmio) == 'B' && !mmio,
 	       "a new slot where an old one was shows the new memory");
 	a[0] = 'a';
-	tap_ok(!set_slot(&vm, 1, 0x9000, 4096, a, 0) &&
+	tap_ok(!vm_set_slot(&vm, 1, 0x9000, 4096, a, 0) &&
 	       read_byte(&vcpu, 0x9000, 'M', &mmio) == 'a',
 	       "the guest sees the VMM's latest write to slot memory");
 	vcpu_destroy(&vm, &vcpu);
@@ -285,26 +274,26 @@ static void bad_input(const char *dev)
 	ret = vcpu_run(&vcpu);
 	TAP_ERRNO(ret, ENOSPC, "KVM_RUN on a VM without memory is ENOSPC");
 
-	tap_ok(!set_slot(&vm, 0, 0, 0x8000, mem, 0), "a good slot");
-	TAP_ERRNO(set_slot(&vm, 1, 0x4000, 0x8000, mem + 0x8000, 0), EEXIST,
+	tap_ok(!vm_set_slot(&vm, 0, 0, 0x8000, mem, 0), "a good slot");
+	TAP_ERRNO(vm_set_slot(&vm, 1, 0x4000, 0x8000, mem + 0x8000, 0), EEXIST,
 		  "an overlapping slot is EEXIST");
-	TAP_ERRNO(set_slot(&vm, 1, 0x10800, 0x1000, mem + 0x8000, 0), EINVAL,
+	TAP_ERRNO(vm_set_slot(&vm, 1, 0x10800, 0x1000, mem + 0x8000, 0), EINVAL,
 		  "an unaligned guest address is EINVAL");
-	TAP_ERRNO(set_slot(&vm, 1, 0x10000, 0x800, mem + 0x8000, 0), EINVAL,
+	TAP_ERRNO(vm_set_slot(&vm, 1, 0x10000, 0x800, mem + 0x8000, 0), EINVAL,
 		  "an unaligned size is EINVAL");
-	TAP_ERRNO(set_slot(&vm, 1, 0x10000, 0x1000, mem + 0x8008, 0), EINVAL,
+	TAP_ERRNO(vm_set_slot(&vm, 1, 0x10000, 0x1000, mem + 0x8008, 0), EINVAL,
 		  "an unaligned userspace address is EINVAL");
-	TAP_ERRNO(set_slot(&vm, 1, 0x10000, 0x1000, mem + 0x8000, 1U << 7),
+	TAP_ERRNO(vm_set_slot(&vm, 1, 0x10000, 0x1000, mem + 0x8000, 1U << 7),
 		  EINVAL, "unknown flags are EINVAL");
-	TAP_ERRNO(set_slot(&vm, nslots, 0x10000, 0x1000, mem + 0x8000, 0),
+	TAP_ERRNO(vm_set_slot(&vm, nslots, 0x10000, 0x1000, mem + 0x8000, 0),
 		  EINVAL, "slot id %ld (KVM_CAP_NR_MEMSLOTS) is EINVAL", nslots);
-	TAP_ERRNO(set_slot(&vm, (nas << 16) | 1, 0x10000, 0x1000,
+	TAP_ERRNO(vm_set_slot(&vm, (nas << 16) | 1, 0x10000, 0x1000,
 			   mem + 0x8000, 0),
 		  EINVAL, "address space %ld (KVM_CAP_MULTI_ADDRESS_SPACE) is EINVAL",
 		  nas);
-	TAP_ERRNO(set_slot(&vm, 3, 0, 0, mem, 0), EINVAL,
+	TAP_ERRNO(vm_set_slot(&vm, 3, 0, 0, mem, 0), EINVAL,
 		  "deleting an empty slot is EINVAL");
-	TAP_ERRNO(set_slot(&vm, 0, 0, 0x4000, mem, 0), EINVAL,
+	TAP_ERRNO(vm_set_slot(&vm, 0, 0, 0x4000, mem, 0), EINVAL,
 		  "resizing a slot is EINVAL");
 
 	TAP_ERRNO(ioctl(vm.kvm, KVM_CREATE_VM, 0x7f), EINVAL,

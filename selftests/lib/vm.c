@@ -54,6 +54,17 @@ void *vm_add_memory(struct vm *vm, uint32_t slot, uint64_t gpa, size_t size)
 	return mem;
 }
 
+int vm_set_slot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size,
+		void *mem, uint32_t flags)
+{
+	struct kvm_userspace_memory_region mr = {
+		.slot = slot, .flags = flags, .guest_phys_addr = gpa,
+		.memory_size = size, .userspace_addr = (uintptr_t)mem,
+	};
+
+	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr);
+}
+
 bool vcpu_create(struct vm *vm, struct vcpu *vcpu, int id)
 {
 	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);

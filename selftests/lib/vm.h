@@ -23,6 +23,9 @@ bool vm_create(struct vm *vm, const char *dev);
 void vm_destroy(struct vm *vm);
 /* Anonymous shared memory as slot @slot at @gpa; NULL on failure. */
 void *vm_add_memory(struct vm *vm, uint32_t slot, uint64_t gpa, size_t size);
+/* KVM_SET_USER_MEMORY_REGION; its result (0 or -1 with errno). */
+int vm_set_slot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size,
+		void *mem, uint32_t flags);
 bool vcpu_create(struct vm *vm, struct vcpu *vcpu, int id);
 void vcpu_destroy(struct vm *vm, struct vcpu *vcpu);
 /* Give the vCPU everything KVM_GET_SUPPORTED_CPUID offers. */
