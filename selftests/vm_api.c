@@ -288,7 +288,7 @@ static void bad_input(const char *dev)
 	TAP_ERRNO(vm_set_slot(&vm, nslots, 0x10000, 0x1000, mem + 0x8000, 0),
 		  EINVAL, "slot id %ld (KVM_CAP_NR_MEMSLOTS) is EINVAL", nslots);
 	TAP_ERRNO(vm_set_slot(&vm, (nas << 16) | 1, 0x10000, 0x1000,
-			   mem + 0x8000, 0),
+			      mem + 0x8000, 0),
 		  EINVAL, "address space %ld (KVM_CAP_MULTI_ADDRESS_SPACE) is EINVAL",
 		  nas);
 	TAP_ERRNO(vm_set_slot(&vm, 3, 0, 0, mem, 0), EINVAL,
