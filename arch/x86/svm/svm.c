@@ -304,6 +304,14 @@ static void svm_sync_lme(struct svm_vcpu *svm)
 	}
 }
 
+/* a new EFER from outside the guest's own LME handling: VMM or WRMSR */
+static void svm_set_efer(struct svm_vcpu *svm, u64 efer)
+{
+	svm->vmcb->save.efer = efer | EFER_SVME;
+	svm->lme_hidden = false;
+	svm_sync_lme(svm);
+}
+
 /* the guest's EFER as it sees it */
 static u64 svm_guest_efer(struct svm_vcpu *svm)
 {
@@ -361,9 +369,7 @@ static int svm_set_sregs(struct vireo_vcpu *vcpu, const struct kvm_sregs *s)
 	save->cr2 = s->cr2;
 	save->cr3 = s->cr3;
 	save->cr4 = s->cr4;
-	save->efer = s->efer | EFER_SVME;
-	svm->lme_hidden = false;
-	svm_sync_lme(svm);
+	svm_set_efer(svm, s->efer);
 	svm->vmcb->control.int_ctl =
 		(svm->vmcb->control.int_ctl & ~0xfULL) | (s->cr8 & 0xf);
 	return 0;
@@ -667,9 +673,7 @@ static int svm_set_msr(struct vireo_vcpu *vcpu, u32 index, u64 data,
 			data = (data & ~(u64)EFER_LMA) |
 			       (save->efer & EFER_LMA);
 		}
-		save->efer = data | EFER_SVME;
-		to_svm(vcpu)->lme_hidden = false;
-		svm_sync_lme(to_svm(vcpu));
+		svm_set_efer(to_svm(vcpu), data);
 		return 0;
 	case MSR_IA32_CR_PAT:
 		if (!pat_valid(data))
