@@ -581,9 +581,11 @@ static void *sig_thread(void *arg)
 		if (vcpu_run(&s->vcpu) || run->exit_reason != KVM_EXIT_IO ||
 		    run->io.port != 0x50 || run->io.size != 2) {
 			snprintf(s->why, sizeof(s->why),
-				 "round %d: exit %s port %#x (%s)", r,
-				 exit_name(run->exit_reason), run->io.port,
-				 strerror(errno));
+				 "round %d: exit %s port %#x (%s), suberror %u, data %#llx %#llx",
+				 r, exit_name(run->exit_reason), run->io.port,
+				 strerror(errno), run->internal.suberror,
+				 (unsigned long long)run->internal.data[0],
+				 (unsigned long long)run->internal.data[1]);
 			return NULL;
 		}
 		v = get16((uint8_t *)run + run->io.data_offset);
