@@ -165,6 +165,7 @@ struct tcase {
 	/* SSE moves: the XMM registers are loaded, stored and compared */
 	bool sse;
 	bool mem_operand, riprel;
+	bool a32;		/* an address-size prefix (0x67) */
 	u8 xmm[NXMM][16];
 };
 
@@ -720,6 +721,7 @@ again:
 	f->gen(t, &e);
 	/* where the instruction will be: see build_native() */
 	t->len = assemble(&e, insn_addr(), t->bytes);
+	t->a32 = e.a32;
 	/* prefixes may add up to more than the CPU takes */
 	if (t->len > VIREO_INSN_MAX_LEN)
 		goto again;
@@ -1054,24 +1056,6 @@ static bool xmm_differ(const char *aname, const u8 *a, const char *bname,
 	return differ;
 }
 
-/* Does @t carry an address-size prefix (0x67)? */
-static bool addr_prefix(const struct tcase *t)
-{
-	unsigned int k;
-	u8 b;
-
-	for (k = 0; k < t->len; k++) {
-		b = t->bytes[k];
-		if (b == 0x67)
-			return true;
-		if (b != 0x66 && b != 0xf2 && b != 0xf3 && b != 0x26 &&
-		    b != 0x2e && b != 0x36 && b != 0x3e && b != 0x64 &&
-		    b != 0x65 && (b & 0xf0) != 0x40)
-			return false;
-	}
-	return false;
-}
-
 /*
  * With an address-size prefix a string instruction counts in ECX and
  * walks ESI and EDI: whether the upper halves of RCX, RSI and RDI stay
@@ -1082,7 +1066,7 @@ static bool upper_half_either(const struct tcase *t, int i, u64 cpu, u64 emu)
 {
 	u64 old_hi = t->regs[i] >> 32;
 
-	if ((i != 1 && i != 6 && i != 7) || !addr_prefix(t) ||
+	if ((i != 1 && i != 6 && i != 7) || !t->a32 ||
 	    (u32)cpu != (u32)emu)
 		return false;
 	return ((cpu >> 32) == 0 || (cpu >> 32) == old_hi) &&
@@ -1346,6 +1330,7 @@ static void gen_sse_case(const struct sse_form *f, const struct sse_gen *g,
 		}
 		gen_sse(t, &e, f, g);
 		t->len = assemble(&e, insn_addr(), t->bytes);
+		t->a32 = e.a32;
 	} while (t->len > VIREO_INSN_MAX_LEN);
 	t->mem_operand = e.mod != 3;
 	t->riprel = e.riprel;
