@@ -250,7 +250,7 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 	}
 
 	mutex_lock(&vm->lock);
-	mutex_lock(&vm->mmu_lock);
+	spin_lock(&vm->mmu_lock);
 	slot = &vm->slots[id];
 	if (!npages) {
 		/* delete */
@@ -296,7 +296,7 @@ static int vm_set_memory_region(struct vireo_vm *vm,
 	bitmap = NULL;
 	slot_id_add(vm, id);
 out:
-	mutex_unlock(&vm->mmu_lock);
+	spin_unlock(&vm->mmu_lock);
 	mutex_unlock(&vm->lock);
 	kvfree(bitmap);
 	kvfree(old);
@@ -327,14 +327,14 @@ static void reprotect(struct vireo_vm *vm, struct vireo_memslot *slot,
 	bool flush = false;
 	u64 i;
 
-	mutex_lock(&vm->mmu_lock);
+	spin_lock(&vm->mmu_lock);
 	for_each_set_bit(i, mask, n)
 		flush |= vireo_tdp_wrprotect(vm, slot->base_gfn + first + i);
 	if (flush)
 		vireo_flush_all_vcpus(vm);
 	for_each_set_bit(i, mask, n)
 		clear_bit(first + i, slot->dirty_bitmap);
-	mutex_unlock(&vm->mmu_lock);
+	spin_unlock(&vm->mmu_lock);
 }
 
 static int vm_get_dirty_log(struct vireo_vm *vm, void __user *argp)
@@ -524,7 +524,7 @@ int vireo_create_vm(unsigned long type)
 	vm->backend = b;
 	refcount_set(&vm->refcount, 1);
 	mutex_init(&vm->lock);
-	mutex_init(&vm->mmu_lock);
+	spin_lock_init(&vm->mmu_lock);
 	vm->mm = current->mm;
 	mmgrab(vm->mm);
 

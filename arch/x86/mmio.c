@@ -58,10 +58,10 @@ static bool is_ram(struct vireo_vm *vm, u64 gpa, bool write)
 	struct vireo_memslot *slot;
 	bool ram;
 
-	mutex_lock(&vm->mmu_lock);
+	spin_lock(&vm->mmu_lock);
 	slot = vireo_find_slot(vm, gpa >> PAGE_SHIFT);
 	ram = slot && !(write && (slot->flags & KVM_MEM_READONLY));
-	mutex_unlock(&vm->mmu_lock);
+	spin_unlock(&vm->mmu_lock);
 	return ram;
 }
 

@@ -87,21 +87,21 @@ static int tdp_topup(struct vireo_vm *vm)
 	struct page *page;
 
 	for (;;) {
-		mutex_lock(&vm->mmu_lock);
+		spin_lock(&vm->mmu_lock);
 		if (tdp->cache_n >= TDP_LEVELS - 1) {
-			mutex_unlock(&vm->mmu_lock);
+			spin_unlock(&vm->mmu_lock);
 			return 0;
 		}
-		mutex_unlock(&vm->mmu_lock);
+		spin_unlock(&vm->mmu_lock);
 		page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 		if (!page)
 			return -ENOMEM;
-		mutex_lock(&vm->mmu_lock);
+		spin_lock(&vm->mmu_lock);
 		if (tdp->cache_n < ARRAY_SIZE(tdp->cache)) {
 			tdp->cache[tdp->cache_n++] = page;
 			page = NULL;
 		}
-		mutex_unlock(&vm->mmu_lock);
+		spin_unlock(&vm->mmu_lock);
 		if (page)
 			__free_page(page);
 	}
@@ -362,9 +362,9 @@ int vireo_tdp_map(struct vireo_vm *vm, u64 gpa, bool write)
 	int ret;
 
 	for (;;) {
-		mutex_lock(&vm->mmu_lock);
+		spin_lock(&vm->mmu_lock);
 		ret = tdp_fault_check(vm, &f);
-		mutex_unlock(&vm->mmu_lock);
+		spin_unlock(&vm->mmu_lock);
 		if (ret)
 			return ret < 0 ? ret : 0;
 		/* pairs with the barrier after invalidations bump mmu_seq */
@@ -394,9 +394,9 @@ int vireo_tdp_map(struct vireo_vm *vm, u64 gpa, bool write)
 		if (f.huge)
 			f.huge = host_maps_huge(vm->mm, f.hva);
 
-		mutex_lock(&vm->mmu_lock);
+		spin_lock(&vm->mmu_lock);
 		ret = tdp_fault_install(vm, &f, page);
-		mutex_unlock(&vm->mmu_lock);
+		spin_unlock(&vm->mmu_lock);
 		put_page(page);
 		if (ret != -EAGAIN)
 			return ret;
@@ -480,19 +480,21 @@ static void zap_hva_range(struct vireo_vm *vm, unsigned long start,
 	}
 }
 
+/*
+ * Never fails, so it may not sleep: the OOM reaper calls it where it
+ * must not, and the core then calls invalidate_range_end even for a
+ * notifier whose start failed (and warns that such a notifier has one).
+ */
 static int tdp_invalidate_start(struct mmu_notifier *mn,
 				const struct mmu_notifier_range *range)
 {
 	struct vireo_vm *vm = mn_to_vm(mn);
 
-	if (mmu_notifier_range_blockable(range))
-		mutex_lock(&vm->mmu_lock);
-	else if (!mutex_trylock(&vm->mmu_lock))
-		return -EAGAIN;
+	spin_lock(&vm->mmu_lock);
 	atomic_inc(&vm->mmu_invalidating);
 	vm->mmu_seq++;
 	zap_hva_range(vm, range->start, range->end);
-	mutex_unlock(&vm->mmu_lock);
+	spin_unlock(&vm->mmu_lock);
 	return 0;
 }
 
@@ -510,10 +512,10 @@ static void tdp_release(struct mmu_notifier *mn, struct mm_struct *mm)
 {
 	struct vireo_vm *vm = mn_to_vm(mn);
 
-	mutex_lock(&vm->mmu_lock);
+	spin_lock(&vm->mmu_lock);
 	vm->mmu_seq++;
 	zap_hva_range(vm, 0, ULONG_MAX);
-	mutex_unlock(&vm->mmu_lock);
+	spin_unlock(&vm->mmu_lock);
 }
 
 static const struct mmu_notifier_ops tdp_mmu_notifier_ops = {
@@ -544,7 +546,7 @@ static unsigned long guest_hva(struct vireo_vm *vm, u64 gpa, bool write,
 	struct vireo_memslot *slot;
 	unsigned long chunk = 0;
 
-	mutex_lock(&vm->mmu_lock);
+	spin_lock(&vm->mmu_lock);
 	slot = vireo_find_slot(vm, gpa >> PAGE_SHIFT);
 	if (slot && !(write && (slot->flags & KVM_MEM_READONLY))) {
 		if (write)
@@ -553,7 +555,7 @@ static unsigned long guest_hva(struct vireo_vm *vm, u64 gpa, bool write,
 		       (gpa - (slot->base_gfn << PAGE_SHIFT));
 		chunk = PAGE_SIZE - offset_in_page(gpa);
 	}
-	mutex_unlock(&vm->mmu_lock);
+	spin_unlock(&vm->mmu_lock);
 	return chunk;
 }
 

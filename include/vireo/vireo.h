@@ -12,6 +12,7 @@
 #include <linux/mutex.h>
 #include <linux/preempt.h>
 #include <linux/refcount.h>
+#include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/wait.h>
 #include <asm/fpu/api.h>
@@ -66,10 +67,11 @@ struct vireo_vm {
 	/*
 	 * The nested page tables and what they are built from: the
 	 * memslots (changed under both locks), mmu_seq.  Our MMU notifier
-	 * takes it, so nothing under it may allocate memory that could
-	 * reclaim, or touch the VMM's memory.
+	 * takes it, also where it may not sleep (the OOM reaper): a
+	 * spinlock, and nothing under it allocates memory, sleeps or
+	 * touches the VMM's memory.
 	 */
-	struct mutex mmu_lock;
+	spinlock_t mmu_lock;
 	/*
 	 * The VMM's address space changing under the guest (tdp.c): a
 	 * count of changes (mmu_lock) and the ones under way.
