@@ -38,6 +38,9 @@
 #define IOPM_PAGES_ORDER		2	/* 12 KiB used */
 #define MSRPM_PAGES_ORDER		1	/* 8 KiB */
 
+/* data[1] of the internal error when the CPU lost the guest's state */
+#define SVM_STATE_LOST		0x4c4f5354	/* "LOST" */
+
 static u32 svm_features;
 static u32 max_asid;
 
@@ -866,6 +869,39 @@ static void svm_save_debug(struct svm_vcpu *svm)
 		vcpu->dbg.dr7 = svm->vmcb->save.dr7;
 }
 
+/*
+ * Every VMRUN of ours has V_INTR_MASKING set, and a #VMEXIT keeps it.
+ * QEMU's emulated AMD-V (TCG, the SVM test host) was seen to run a
+ * #VMEXIT twice: the second stores the host's state (RIP, RSP, RAX, CR3,
+ * ...) over the guest's, with an int_ctl of 0.  The guest's state is lost
+ * then: the vCPU goes back to its RESET state, so that no host value
+ * reaches the VMM, and its run ends with an internal error.
+ */
+static bool svm_state_lost(struct svm_vcpu *svm, struct vireo_exit *exit,
+			   u64 code)
+{
+	struct vireo_vcpu *vcpu = &svm->vcpu;
+
+	if (likely(svm->vmcb->control.int_ctl & V_INTR_MASKING))
+		return false;
+	pr_err_ratelimited("vCPU %d: the VMCB holds the host's state after #VMEXIT %#llx, not the guest's: the CPU lost it\n",
+			   vcpu->id, code);
+	svm_reset(svm);
+	svm->vmcb->control.event_inj = 0;
+	svm->vmcb->control.exit_int_info = 0;
+	memset(&vcpu->ev.inject, 0, sizeof(vcpu->ev.inject));
+	svm->nmi_masked = false;
+	svm->new_asid = true;
+	vcpu->rip = 0xfff0;
+	vcpu->rflags = X86_EFLAGS_FIXED;
+	vcpu->regs[VCPU_RSP] = 0;
+	vcpu->regs[VCPU_RAX] = 0;
+	exit->reason = VIREO_EXIT_UNHANDLED;
+	exit->raw[0] = code;
+	exit->raw[1] = SVM_STATE_LOST;
+	return true;
+}
+
 static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 {
 	struct svm_vcpu *svm = to_svm(vcpu);
@@ -874,6 +910,9 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	struct svm_cpu *sc = this_cpu_ptr(&svm_cpus);
 	u64 code, info1, info2;
 
+	/* (the same, stored while the vCPU was out of the guest) */
+	if (svm_state_lost(svm, exit, SVM_EXIT_INVALID))
+		return;
 	svm_pick_asid(svm);
 	save->rip = vcpu->rip;
 	save->rflags = vcpu->rflags;
@@ -892,6 +931,8 @@ static void svm_vcpu_run(struct vireo_vcpu *vcpu, struct vireo_exit *exit)
 	asm volatile("stgi" : : : "memory");
 
 	c->tlb_ctl = TLB_CONTROL_DO_NOTHING;
+	if (svm_state_lost(svm, exit, c->exit_code))
+		return;
 	vcpu->rip = save->rip;
 	vcpu->rflags = save->rflags;
 	vcpu->regs[VCPU_RSP] = save->rsp;
