@@ -1318,6 +1318,8 @@ static void exit_why(struct kvm_run *run, int err, char *why, size_t len)
 			k += snprintf(why + k, len - k, "%s%#llx",
 				      i ? " " : ": ",
 				      (unsigned long long)run->internal.data[i]);
+		if (k > 0 && (size_t)k < len)
+			snprintf(why + k, len - k, "%s", lost_state_note(run));
 	} else if (run->exit_reason == KVM_EXIT_IO) {
 		snprintf(why, len, "exit IO, port %#x, size %u, %s",
 			 run->io.port, run->io.size,

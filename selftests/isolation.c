@@ -557,7 +557,7 @@ struct sig_vm {
 	int rounds;
 	bool ok;
 	pthread_t thread;
-	char why[160];
+	char why[256];
 };
 
 static uint16_t get16(const uint8_t *p)
@@ -581,11 +581,12 @@ static void *sig_thread(void *arg)
 		if (vcpu_run(&s->vcpu) || run->exit_reason != KVM_EXIT_IO ||
 		    run->io.port != 0x50 || run->io.size != 2) {
 			snprintf(s->why, sizeof(s->why),
-				 "round %d: exit %s port %#x (%s), suberror %u, data %#llx %#llx",
+				 "round %d: exit %s port %#x (%s), suberror %u, data %#llx %#llx%s",
 				 r, exit_name(run->exit_reason), run->io.port,
 				 strerror(errno), run->internal.suberror,
 				 (unsigned long long)run->internal.data[0],
-				 (unsigned long long)run->internal.data[1]);
+				 (unsigned long long)run->internal.data[1],
+				 lost_state_note(run));
 			return NULL;
 		}
 		v = get16((uint8_t *)run + run->io.data_offset);

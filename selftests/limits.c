@@ -620,11 +620,12 @@ static bool vm_outside(const char *dev)
 	ok = !vcpu_run(&vcpu) && vcpu.run->exit_reason == KVM_EXIT_IO &&
 	     vcpu.run->io.port == 0x99;
 	if (!ok)
-		tap_diag("its guest: exit %s (%s), suberror %u, data %#llx %#llx",
+		tap_diag("its guest: exit %s (%s), suberror %u, data %#llx %#llx%s",
 			 exit_name(vcpu.run->exit_reason), strerror(errno),
 			 vcpu.run->internal.suberror,
 			 (unsigned long long)vcpu.run->internal.data[0],
-			 (unsigned long long)vcpu.run->internal.data[1]);
+			 (unsigned long long)vcpu.run->internal.data[1],
+			 lost_state_note(vcpu.run));
 	vcpu_destroy(&vm, &vcpu);
 	vm_destroy(&vm);
 	munmap(mem, PAGE);

@@ -102,6 +102,14 @@ int vcpu_run(struct vcpu *vcpu)
 	return ioctl(vcpu->fd, KVM_RUN, 0);
 }
 
+const char *lost_state_note(const struct kvm_run *run)
+{
+	if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR &&
+	    run->internal.ndata >= 2 && run->internal.data[1] == 0x4c4f5354)
+		return " (the emulated CPU lost the guest's state: see Documentation/testing.rst)";
+	return "";
+}
+
 const char *exit_name(uint32_t reason)
 {
 	static const char *const names[] = {

@@ -33,6 +33,12 @@ bool vcpu_set_supported_cpuid(struct vm *vm, struct vcpu *vcpu);
 /* KVM_RUN; returns its result (0 or -1 with errno). */
 int vcpu_run(struct vcpu *vcpu);
 const char *exit_name(uint32_t reason);
+/*
+ * "" or, for the internal error vireo-svm gives when the CPU stored the
+ * host's state over the guest's (an emulator's fault, see
+ * Documentation/testing.rst), a note saying so.
+ */
+const char *lost_state_note(const struct kvm_run *run);
 
 /* Register state for the modes the tests use. */
 void vcpu_real_mode(struct vcpu *vcpu, uint64_t rip);
